@@ -1,0 +1,28 @@
+# The two commands of the README: `make run` (main job end to end) and `make test`.
+# Each creates ./.venv on first use and installs the package with all extras into it.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+RUN_CONFIG ?= tfrs_selreg/configs/ml-latest-small.yaml
+
+.PHONY: install run test lint clean
+
+$(BIN)/.installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade --quiet pip
+	$(BIN)/pip install --quiet -e '.[all]'
+	touch $@
+
+install: $(BIN)/.installed
+
+run: $(BIN)/.installed
+	$(BIN)/tfrs-selreg run --config $(RUN_CONFIG)
+
+test: $(BIN)/.installed
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check tfrs_selreg beam_pipelines tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs build *.egg-info

@@ -1,0 +1,229 @@
+"""The prepare job end to end with Beam's DirectRunner: records, side files, labels join, bad input."""
+
+import glob
+import json
+import os
+
+import pytest
+import tensorflow as tf
+
+from beam_pipelines import prepare
+from tfrs_selreg.data import prepared, schema
+
+from tests.conftest import shared_dataset
+
+ITEMS = "item_id,title,categories\n" + "".join(f"i{k},Item {k},G{k % 3}|Common\n" for k in range(1, 11))
+
+# user -> chronological items. u1: 6 positives; u2: 3; u3: 2; u4: 1.
+SEQUENCES = {
+    "u1": ["i1", "i2", "i3", "i4", "i5", "i6"],
+    "u2": ["i1", "i2", "i7"],
+    "u3": ["i1", "i8"],
+    "u4": ["i2"],
+}
+
+
+def _write_csv(directory, extra_lines=(), items=ITEMS):
+    os.makedirs(directory, exist_ok=True)
+    lines = ["user_id,item_id,timestamp,rating"]
+    for user, seq in SEQUENCES.items():
+        lines += [f"{user},{item},{1000 + 10 * k},4" for k, item in enumerate(seq)]
+    lines += list(extra_lines)
+    with open(os.path.join(directory, "interactions.csv"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(directory, "items.csv"), "w") as f:
+        f.write(items)
+    return str(directory)
+
+
+def _run(data_dir, out, *extra):
+    return prepare.run(["--dataset", "csv", "--data-dir", data_dir, "--output", str(out),
+                        "--runner", "DirectRunner", "--history-length", "3",
+                        "--teacher-pairs", "2", "--probe-pairs", "1", *extra])
+
+
+def _records(out, split):
+    files = sorted(glob.glob(os.path.join(out, f"{split}-*.tfrecord")))
+    return [tf.train.Example.FromString(r.numpy()) for r in tf.data.TFRecordDataset(files)]
+
+
+def _feature(example, name):
+    f = example.features.feature[name]
+    kind = f.WhichOneof("kind")
+    values = list(getattr(f, kind).value)
+    return [v.decode() if isinstance(v, bytes) else v for v in values]
+
+
+def test_split_statistics_and_segments(tmp_path):
+    out = tmp_path / "out"
+    stats = _run(_write_csv(tmp_path / "raw"), out)
+    # Hand-computed: train u1 [i1..i4], u2 [i1], u3 [i1], u4 [i2]; val u1 i5, u2 i2; test u1 i6,
+    # u2 i7, u3 i8.
+    assert stats["interactions"] == {"train": 7, "val": 2, "test": 3}
+    assert stats["users"] == 4 and stats["items"] == 10
+    assert stats["cold_start_users"] == 3  # u2, u3, u4 have <= 3 training items
+    # popularity: i1 3, i2 2, i3 1, i4 1, others 0 -> bottom 20% of 10 items = 2 items: i10, i5.
+    assert stats["long_tail_items"] == 2
+    assert stats["thresholds"]["long_tail_max_popularity"] == 0
+    assert stats["records"] == {"train": 7, "val": 2, "test": 3}
+
+    train = _records(out, "train")
+    by_key = {(_feature(e, "user_id")[0], _feature(e, "item_id")[0]): e for e in train}
+    e = by_key[("u1", "i4")]
+    assert _feature(e, "history") == ["i1", "i2", "i3"]
+    assert _feature(e, "history_length") == [4] and _feature(e, "cold_start") == [0]
+    assert _feature(e, "item_popularity") == [1]
+    assert _feature(by_key[("u1", "i1")], "history") == ["", "", ""]
+    assert _feature(by_key[("u2", "i1")], "cold_start") == [1]
+    test = {_feature(e, "user_id")[0]: e for e in _records(out, "test")}
+    assert _feature(test["u1"], "item_id") == ["i6"]
+    assert _feature(test["u1"], "history") == ["i2", "i3", "i4"]  # training items only
+    assert _feature(test["u1"], "long_tail") == [0]  # i6 has popularity 0 but i5, i10 come first
+    assert "teacher_pref" not in test["u1"].features.feature
+
+    data = prepared.PreparedData(str(out))
+    assert data.item_vocabulary()[:2] == ["i1", "i2"]
+    assert [u.user_id for u in data.users()] == ["u1", "u2", "u3", "u4"]
+    assert data.users()[0].val_items == ("i5",)
+    assert {it.item_id for it in data.items() if it.long_tail} == {"i10", "i5"}
+    assert data.items()[0].categories == ("G1", "Common")
+    assert schema.Schema.load(str(out)).history_length == 3
+    assert os.path.exists(out / "dataset_card.md")
+
+
+def _labels(path, rows):
+    with open(path, "w") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    return str(path)
+
+
+def test_label_join_and_leakage_guard(tmp_path):
+    out = tmp_path / "out"
+    rows = [
+        {"user_id": "u1", "item_i": "i7", "item_j": "i8", "pref": 0.9, "kind": "teacher", "teacher": "t"},
+        {"user_id": "u1", "item_i": "i9", "item_j": "i10", "pref": 0.2, "teacher": "t"},
+        {"user_id": "u1", "item_i": "i3", "item_j": "i9", "pref": 0.7, "kind": "probe", "truth": 1},
+        {"user_id": "u1", "item_i": "i5", "item_j": "i9", "pref": 0.9},  # i5 is u1's val item
+        {"user_id": "u1", "item_i": "i9", "item_j": "i6", "pref": 0.1},  # i6 is u1's test item
+        {"user_id": "u1", "item_i": "i99", "item_j": "i9", "pref": 0.5},  # unknown item
+        {"user_id": "nobody", "item_i": "i1", "item_j": "i9", "pref": 0.5},  # unknown user
+        {"user_id": "u2", "item_i": "i3", "item_j": "i9", "pref": 1.5},  # pref out of range
+        {"user_id": "u2", "item_i": "i3", "item_j": "i9", "pref": float("nan")},
+        {"user_id": "u2", "item_i": "i8", "item_j": "i9", "pref": 0.6, "confidence": 0.9},
+    ]
+    labels = _labels(tmp_path / "labels.jsonl", rows)
+    with open(labels, "a") as f:
+        f.write("{not json\n")
+    stats = _run(_write_csv(tmp_path / "raw"), out, "--labels", labels)
+    assert stats["labels"]["joined_teacher_rows"] == 3
+    assert stats["labels"]["joined_probe_rows"] == 1
+    assert stats["labels"]["rejected"] == {
+        "leakage_val_or_test_item": 2, "unknown_item": 1, "unknown_user": 1,
+        "pref_out_of_range": 2, "malformed": 1}
+    dead = [json.loads(line) for p in glob.glob(str(out / "dead_letter" / "*.jsonl"))
+            for line in open(p)]
+    assert sum(1 for d in dead if d["input"] == "labels") == 7
+    assert any(d["line"] == 11 and d["reason"] == "malformed" for d in dead)
+
+    by_key = {(_feature(e, "user_id")[0], _feature(e, "item_id")[0]): e for e in _records(out, "train")}
+    e = by_key[("u1", "i2")]
+    assert sorted(_feature(e, "teacher_item_i")) == ["i7", "i9"]
+    assert _feature(e, "teacher_mask") == [1.0, 1.0]
+    assert _feature(e, "probe_item_i") == ["i3"] and _feature(e, "probe_truth") == [1.0]
+    u2 = by_key[("u2", "i1")]
+    assert _feature(u2, "teacher_item_i") == ["i8", ""]
+    assert _feature(u2, "teacher_confidence") == pytest.approx([0.9, 0.0])
+    assert _feature(u2, "probe_mask") == [0.0]
+    # No label names a validation or test item of its user.
+    for (user, _), e in by_key.items():
+        held = {"u1": {"i5", "i6"}, "u2": {"i2", "i7"}, "u3": {"i8"}, "u4": set()}[user]
+        assert not held & set(_feature(e, "teacher_item_i") + _feature(e, "teacher_item_j")
+                              + _feature(e, "probe_item_i") + _feature(e, "probe_item_j"))
+
+
+def test_bad_rows_are_dead_lettered_and_counted(tmp_path):
+    out = tmp_path / "out"
+    bad = ["u1,i1", "u5,i2,notanumber,4", "u5,i77,1500,4", "u1,i2,1200,4"]  # the last one: duplicate
+    stats = _run(_write_csv(tmp_path / "raw", bad), out, "--max-error-fraction", "0.5")
+    assert stats["rows_read"]["interactions"] == 16
+    assert stats["rows_rejected"]["interactions"] == {
+        "wrong_column_count": 1, "unparsable_number": 1, "unknown_item": 1}
+    assert stats["rows_filtered"]["duplicate_interactions"] == 1
+    dead = [json.loads(line) for p in glob.glob(str(out / "dead_letter" / "*.jsonl")) for line in open(p)]
+    assert sorted((d["line"], d["reason"]) for d in dead) == [
+        (14, "wrong_column_count"), (15, "unparsable_number"), (16, "unknown_item")]
+
+
+def test_too_many_bad_rows_fail_with_first_lines(tmp_path):
+    bad = ["u1,i1", "u1,i2,x,1", "u9,i3,,", "u2,i99,5,5"]
+    with pytest.raises(prepare.PrepareError, match=r"interactions\.csv:14"):
+        _run(_write_csv(tmp_path / "raw", bad), tmp_path / "out")
+
+
+def test_missing_and_empty_input_fail_before_the_pipeline(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        _run(str(tmp_path / "nowhere"), tmp_path / "out")
+    raw = _write_csv(tmp_path / "raw")
+    open(os.path.join(raw, "interactions.csv"), "w").close()
+    with pytest.raises((ValueError, FileNotFoundError)):
+        _run(raw, tmp_path / "out")
+
+
+def test_min_rating_and_cold_start_simulation(tmp_path):
+    out = tmp_path / "out"
+    stats = _run(_write_csv(tmp_path / "raw", ["u4,i3,2000,1"]), out, "--min-rating", "3")
+    assert stats["rows_filtered"]["below_min_rating"] == 1
+    assert stats["interactions"]["train"] == 7
+
+
+def _all_bytes(out):
+    blobs = {}
+    for path in sorted(glob.glob(os.path.join(out, "**", "*"), recursive=True)):
+        name = os.path.relpath(path, out)
+        if os.path.isfile(path) and name not in (prepared.STATS_FILE, prepared.DATASET_CARD) \
+                and not name.startswith(prepared.DEAD_LETTER_DIR):
+            blobs[name] = open(path, "rb").read()
+    return blobs
+
+
+def test_same_inputs_and_seed_give_identical_outputs(tmp_path):
+    raw = _write_csv(tmp_path / "raw")
+    labels = _labels(tmp_path / "labels.jsonl", [
+        {"user_id": "u1", "item_i": f"i{a}", "item_j": f"i{b}", "pref": 0.6, "teacher": "t"}
+        for a in (7, 8, 9) for b in (10, 8) if a != b])
+    _run(raw, tmp_path / "a", "--labels", labels, "--cold-start-fraction", "0.5", "--seed", "3")
+    _run(raw, tmp_path / "b", "--labels", labels, "--cold-start-fraction", "0.5", "--seed", "3",
+         "--direct_num_workers", "2", "--direct_running_mode", "multi_threading")
+    a, b = _all_bytes(tmp_path / "a"), _all_bytes(tmp_path / "b")
+    assert a.keys() == b.keys() and any(k.startswith("train-") for k in a)
+    assert a == b
+    sa = json.load(open(tmp_path / "a" / "stats.json"))
+    sb = json.load(open(tmp_path / "b" / "stats.json"))
+    sa.pop("seconds"), sb.pop("seconds")
+    assert sa == sb
+
+
+def test_bundled_movielens_end_to_end(tmp_path):
+    out = tmp_path / "ml"
+    stats = prepare.run(["--dataset", "ml-latest-small", "--output", str(out), "--runner",
+                         "DirectRunner", "--cold-start-fraction", "0.2"])
+    assert stats["rows_read"]["interactions"] == 100836
+    assert stats["rows_rejected"] == {}
+    assert stats["users"] == 610 and stats["items"] == 9742
+    total = sum(stats["interactions"].values()) + stats["rows_filtered"]["dropped_by_cold_start_simulation"]
+    assert total == 100836
+    assert stats["interactions"]["test"] == 610 and stats["interactions"]["val"] == 610
+    assert stats["cold_start_users"] == stats["simulated_cold_start_users"] > 80
+    assert stats["long_tail_items"] == round(0.2 * 9742)
+    n = sum(1 for _ in tf.data.TFRecordDataset(sorted(glob.glob(str(out / "train-*.tfrecord")))))
+    assert n == stats["interactions"]["train"]
+
+
+def test_shared_ml1m_counts_match_raw_files(tmp_path):
+    data = shared_dataset("ml-1m")
+    stats = prepare.run(["--dataset", "ml-1m", "--data-dir", str(data), "--output",
+                         str(tmp_path / "ml1m"), "--runner", "DirectRunner"])
+    assert stats["rows_read"]["interactions"] == 1000209
+    assert sum(stats["interactions"].values()) == 1000209
+    assert stats["users"] == 6040 and stats["items"] == 3883

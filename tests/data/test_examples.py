@@ -1,0 +1,107 @@
+"""Per-user split, cold-start simulation, long-tail segments and records, against hand-computed values."""
+
+import tensorflow as tf
+
+from tfrs_selreg.data import examples as ex
+from tfrs_selreg.data import schema
+
+
+def _seq(*items, start=100):
+    return [(item, start + k, 4.0, k + 1) for k, item in enumerate(items)]
+
+
+def test_leave_last_out_split_and_dedupe():
+    rows = _seq("a", "b", "c", "d", "e")
+    rows.append(("b", 500, 3.0, 99))  # a repeat of b, later: dropped, the first b is kept
+    s = ex.split_user("u", reversed(rows), mode=ex.SPLIT_LEAVE_LAST_OUT, seed=0)
+    assert [x[0] for x in s.train] == ["a", "b", "c"]
+    assert [x[0] for x in s.val] == ["d"]
+    assert [x[0] for x in s.test] == ["e"]
+    assert s.duplicates == 1
+
+
+def test_leave_last_out_short_users():
+    two = ex.split_user("u", _seq("a", "b"), mode=ex.SPLIT_LEAVE_LAST_OUT, seed=0)
+    assert ([x[0] for x in two.train], two.val, [x[0] for x in two.test]) == (["a"], (), ["b"])
+    one = ex.split_user("u", _seq("a"), mode=ex.SPLIT_LEAVE_LAST_OUT, seed=0)
+    assert ([x[0] for x in one.train], one.val, one.test) == (["a"], (), ())
+
+
+def test_ties_in_time_keep_file_order():
+    rows = [("x", 5, None, 3), ("y", 5, None, 1), ("z", 5, None, 2)]
+    s = ex.split_user("u", rows, mode=ex.SPLIT_LEAVE_LAST_OUT, seed=0)
+    assert [x[0] for x in s.train + s.val + s.test] == ["y", "z", "x"]
+
+
+def test_temporal_split_uses_global_cuts():
+    s = ex.split_user("u", _seq("a", "b", "c", "d", "e"), mode=ex.SPLIT_TEMPORAL, seed=0,
+                      val_cut=102, test_cut=104)
+    assert [x[0] for x in s.train] == ["a", "b"]
+    assert [x[0] for x in s.val] == ["c", "d"]
+    assert [x[0] for x in s.test] == ["e"]
+
+
+def test_cold_start_simulation_keeps_one_to_three_items():
+    users = [f"user{k}" for k in range(400)]
+    splits = [ex.split_user(u, _seq(*[f"i{j}" for j in range(25)]), mode=ex.SPLIT_LEAVE_LAST_OUT,
+                            seed=7, cold_start_fraction=0.25) for u in users]
+    simulated = [s for s in splits if s.simulated_cold_start]
+    assert 70 <= len(simulated) <= 130  # about a quarter
+    assert {len(s.train) for s in simulated} == {1, 2, 3}
+    # The kept items are the first ones; validation and test are untouched.
+    for s in simulated:
+        assert [x[0] for x in s.train] == [f"i{j}" for j in range(len(s.train))]
+        assert s.dropped_by_simulation == 23 - len(s.train)
+        assert [x[0] for x in s.test] == ["i24"]
+    assert all(len(s.train) == 23 for s in splits if not s.simulated_cold_start)
+    again = [ex.split_user(u, _seq(*[f"i{j}" for j in range(25)]), mode=ex.SPLIT_LEAVE_LAST_OUT,
+                           seed=7, cold_start_fraction=0.25) for u in users]
+    assert again == splits
+
+
+def test_long_tail_ties_broken_by_item_id():
+    pop = {"a": 5, "b": 1, "c": 1, "d": 0, "e": 3, "f": 1, "g": 9, "h": 2, "i": 4, "j": 7}
+    tail, threshold = ex.long_tail_items(pop, 0.2)
+    assert tail == {"d", "b"}  # 0 first, then the smallest id among the ties at 1
+    assert threshold == 1
+    assert ex.long_tail_items(pop, 0.0) == (set(), -1)
+    assert ex.catalog_order(pop)[:3] == ["g", "j", "a"]
+
+
+def test_padded_history_keeps_newest_last():
+    assert ex.padded_history(["a", "b", "c"], 5) == ["", "", "a", "b", "c"]
+    assert ex.padded_history(["a", "b", "c"], 2) == ["b", "c"]
+    assert ex.padded_history([], 2) == ["", ""]
+
+
+def test_sample_pairs_deterministic_and_bounded():
+    rows = [(f"i{k}", f"j{k}", 0.7, 0.4) for k in range(20)]
+    a = ex.sample_pairs(rows, 5, 0, "u", 3)
+    assert len(a) == 5 and a == ex.sample_pairs(rows, 5, 0, "u", 3)
+    assert a != ex.sample_pairs(rows, 5, 0, "u", 4)
+    assert ex.sample_pairs(rows[:3], 5, 0, "u", 3) == rows[:3]
+
+
+def test_make_example_parses_with_schema():
+    s = schema.build_schema(history_length=3, teacher_pairs=2, probe_pairs=1)
+    record = ex.make_example(
+        user_id="u1", item_id="i9", history=["", "i1", "i2"], timestamp=42, rating=4.5,
+        history_length=2, cold_start=True, item_popularity=7, long_tail=False,
+        teacher_pairs=[("i3", "i4", 0.8, 0.6)], probe_pairs=[("i1", "i5", 0.3, 0.4, 1)],
+        num_teacher_pairs=2, num_probe_pairs=1)
+    spec = {}
+    for f in s.features:
+        dtype = {"string": tf.string, "int64": tf.int64, "float32": tf.float32}[f.dtype]
+        spec[f.name] = tf.io.FixedLenFeature(f.shape, dtype)
+    parsed = tf.io.parse_single_example(record, spec)
+    assert parsed["history"].numpy().tolist() == [b"", b"i1", b"i2"]
+    assert parsed["teacher_item_i"].numpy().tolist() == [b"i3", b""]
+    assert parsed["teacher_mask"].numpy().tolist() == [1.0, 0.0]
+    assert parsed["probe_truth"].numpy().tolist() == [1.0]
+    assert int(parsed["cold_start"]) == 1 and int(parsed["item_popularity"]) == 7
+    # Validation/test records carry no training-only feature.
+    plain = ex.make_example(
+        user_id="u1", item_id="i9", history=["", "i1", "i2"], timestamp=42, rating=None,
+        history_length=2, cold_start=True, item_popularity=7, long_tail=False)
+    keys = set(tf.train.Example.FromString(plain).features.feature)
+    assert keys == {f.name for f in s.by_role(schema.ROLE_SERVING, schema.ROLE_EXAMPLE)}

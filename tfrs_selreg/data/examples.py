@@ -1,0 +1,212 @@
+"""Pure per-user logic of the prepare job: split, cold-start simulation, history, pair sampling, records.
+
+Everything here is deterministic given the seed: randomness comes from :func:`unit_hash`, a stable
+hash of the seed and the names involved (Python's ``hash`` is salted per process, so it is never
+used), which makes outputs identical across runs, workers and runners.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import random
+import struct
+from typing import Iterable, Optional, Sequence
+
+from tfrs_selreg.data import schema
+
+# One interaction of a user as it travels through the pipeline: (item_id, timestamp, rating, line).
+Interaction = tuple[str, int, Optional[float], int]
+
+SPLIT_LEAVE_LAST_OUT = "leave_last_out"
+SPLIT_TEMPORAL = "temporal"
+SPLIT_MODES = (SPLIT_LEAVE_LAST_OUT, SPLIT_TEMPORAL)
+
+
+def unit_hash(*parts: object) -> float:
+    """A stable pseudo-random number in [0, 1) from ``parts``."""
+    digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode("utf-8"), digest_size=8).digest()
+    return struct.unpack(">Q", digest)[0] / 2.0**64
+
+
+def shard_of(key: str, num_shards: int) -> int:
+    return int(unit_hash("shard", key) * num_shards)
+
+
+@dataclasses.dataclass(frozen=True)
+class UserSplit:
+    """A user's positives after dedup, split and cold-start simulation (each list chronological)."""
+
+    user_id: str
+    train: tuple[Interaction, ...]
+    val: tuple[Interaction, ...]
+    test: tuple[Interaction, ...]
+    duplicates: int = 0
+    simulated_cold_start: bool = False
+    dropped_by_simulation: int = 0
+
+
+def dedupe(interactions: Iterable[Interaction]) -> tuple[list[Interaction], int]:
+    """Chronological order (timestamp, then source line); a repeated item keeps its first occurrence.
+
+    Returns the kept interactions and the number of duplicates dropped.
+    """
+    ordered = sorted(interactions, key=lambda x: (x[1], x[3]))
+    seen: set[str] = set()
+    kept = []
+    for it in ordered:
+        if it[0] not in seen:
+            seen.add(it[0])
+            kept.append(it)
+    return kept, len(ordered) - len(kept)
+
+
+def split_user(
+    user_id: str,
+    interactions: Iterable[Interaction],
+    *,
+    mode: str,
+    seed: int,
+    cold_start_fraction: float = 0.0,
+    val_cut: Optional[int] = None,
+    test_cut: Optional[int] = None,
+) -> UserSplit:
+    """Splits one user's positives.
+
+    ``leave_last_out``: the last interaction is the test item and the second to last the validation
+    item; a user with 2 positives gets train + test, a user with 1 gets train only.
+    ``temporal``: timestamp < ``val_cut`` is train, < ``test_cut`` is validation, the rest test.
+
+    Cold-start simulation: a seeded ``cold_start_fraction`` of users keeps only its first 1 to 3
+    training interactions (chosen per user by the seed); the rest are dropped and never used.
+    """
+    kept, duplicates = dedupe(interactions)
+    if mode == SPLIT_LEAVE_LAST_OUT:
+        if len(kept) >= 3:
+            train, val, test = kept[:-2], kept[-2:-1], kept[-1:]
+        elif len(kept) == 2:
+            train, val, test = kept[:1], [], kept[1:]
+        else:
+            train, val, test = kept, [], []
+    elif mode == SPLIT_TEMPORAL:
+        if val_cut is None or test_cut is None:
+            raise ValueError("temporal split needs val_cut and test_cut")
+        train = [x for x in kept if x[1] < val_cut]
+        val = [x for x in kept if val_cut <= x[1] < test_cut]
+        test = [x for x in kept if x[1] >= test_cut]
+    else:
+        raise ValueError(f"split must be one of {SPLIT_MODES}, got {mode!r}")
+
+    simulated, dropped = False, 0
+    if cold_start_fraction > 0 and train and unit_hash(seed, "cold_start", user_id) < cold_start_fraction:
+        keep = 1 + int(unit_hash(seed, "cold_start_keep", user_id) * 3)
+        if len(train) > keep:
+            dropped = len(train) - keep
+            train = train[:keep]
+        simulated = True
+    return UserSplit(user_id, tuple(train), tuple(val), tuple(test), duplicates, simulated, dropped)
+
+
+def long_tail_items(popularity: dict[str, int], fraction: float) -> tuple[set[str], int]:
+    """The bottom ``fraction`` of items by training popularity, ties broken by item id.
+
+    Returns the set and the largest popularity inside it (the recorded threshold).
+    Items are ordered by (popularity ascending, item id ascending); the first ``ceil``-free
+    ``round(fraction * n)`` of them are long-tail, so the count is exact and deterministic.
+    """
+    ordered = sorted(popularity.items(), key=lambda kv: (kv[1], kv[0]))
+    n_tail = int(round(fraction * len(ordered)))
+    tail = ordered[:n_tail]
+    return {k for k, _ in tail}, (tail[-1][1] if tail else -1)
+
+
+def catalog_order(popularity: dict[str, int]) -> list[str]:
+    """Vocabulary order of items: popularity descending, then item id."""
+    return [k for k, _ in sorted(popularity.items(), key=lambda kv: (-kv[1], kv[0]))]
+
+
+def sample_pairs(rows: Sequence[tuple], k: int, *parts: object) -> list[tuple]:
+    """Deterministic sample of at most ``k`` rows (all rows, in input order, when there are few)."""
+    if len(rows) <= k:
+        return list(rows)
+    rng = random.Random("\x1f".join(map(str, parts)))
+    return [rows[i] for i in sorted(rng.sample(range(len(rows)), k))]
+
+
+# --- tf.train.Example records ----------------------------------------------------------------
+
+
+def _bytes(values):
+    import tensorflow as tf
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
+
+
+def _ints(values):
+    import tensorflow as tf
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
+
+
+def _floats(values):
+    import tensorflow as tf
+    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+
+
+def padded_history(items: Sequence[str], length: int) -> list[str]:
+    """The last ``length`` items, oldest first, left-padded with '' (newest item in the last slot)."""
+    tail = list(items[-length:]) if length else []
+    return [""] * (length - len(tail)) + tail
+
+
+def make_example(
+    *,
+    user_id: str,
+    item_id: str,
+    history: Sequence[str],
+    timestamp: int,
+    rating: Optional[float],
+    history_length: int,
+    cold_start: bool,
+    item_popularity: int,
+    long_tail: bool,
+    teacher_pairs: Optional[Sequence[tuple]] = None,
+    probe_pairs: Optional[Sequence[tuple]] = None,
+    num_teacher_pairs: int = 0,
+    num_probe_pairs: int = 0,
+) -> bytes:
+    """One serialized ``tf.train.Example`` in the layout of ``schema.build_schema``.
+
+    ``teacher_pairs`` rows are ``(item_i, item_j, pref, confidence)`` and ``probe_pairs`` rows
+    ``(item_i, item_j, pref, confidence, truth)``; both are padded to the schema's ``P`` and ``Q``.
+    When both are ``None`` (validation/test records) the training-only features are omitted.
+    """
+    import tensorflow as tf
+
+    feature = {
+        schema.USER_ID: _bytes([user_id]),
+        schema.ITEM_ID: _bytes([item_id]),
+        schema.HISTORY: _bytes(history),
+        schema.TIMESTAMP: _ints([timestamp]),
+        schema.RATING: _floats([0.0 if rating is None else rating]),
+        schema.HISTORY_LENGTH: _ints([history_length]),
+        schema.COLD_START: _ints([int(cold_start)]),
+        schema.ITEM_POPULARITY: _ints([item_popularity]),
+        schema.LONG_TAIL: _ints([int(long_tail)]),
+    }
+    if teacher_pairs is not None or probe_pairs is not None:
+        tp = list(teacher_pairs or ())
+        pad = num_teacher_pairs - len(tp)
+        feature[schema.TEACHER_ITEM_I] = _bytes([r[0] for r in tp] + [""] * pad)
+        feature[schema.TEACHER_ITEM_J] = _bytes([r[1] for r in tp] + [""] * pad)
+        feature[schema.TEACHER_PREF] = _floats([r[2] for r in tp] + [0.0] * pad)
+        feature[schema.TEACHER_CONFIDENCE] = _floats([r[3] for r in tp] + [0.0] * pad)
+        feature[schema.TEACHER_MASK] = _floats([1.0] * len(tp) + [0.0] * pad)
+        pp = list(probe_pairs or ())
+        pad = num_probe_pairs - len(pp)
+        feature[schema.PROBE_ITEM_I] = _bytes([r[0] for r in pp] + [""] * pad)
+        feature[schema.PROBE_ITEM_J] = _bytes([r[1] for r in pp] + [""] * pad)
+        feature[schema.PROBE_PREF] = _floats([r[2] for r in pp] + [0.0] * pad)
+        feature[schema.PROBE_CONFIDENCE] = _floats([r[3] for r in pp] + [0.0] * pad)
+        feature[schema.PROBE_TRUTH] = _floats([float(r[4]) for r in pp] + [0.0] * pad)
+        feature[schema.PROBE_MASK] = _floats([1.0] * len(pp) + [0.0] * pad)
+    example = tf.train.Example(features=tf.train.Features(feature=feature))
+    return example.SerializeToString(deterministic=True)

@@ -1,0 +1,125 @@
+"""The layout of a prepared folder and a small reader for its side files.
+
+``tfrs-selreg prepare`` (``beam_pipelines.prepare``) writes::
+
+    OUT/
+      train-SSSSS-of-NNNNN.tfrecord   tf.train.Example, features in schema.json
+      val-SSSSS-of-NNNNN.tfrecord
+      test-SSSSS-of-NNNNN.tfrecord
+      schema.json                     tfrs_selreg.data.schema.Schema
+      vocab/users.txt                 one user id per line, sorted
+      vocab/items.txt                 one item id per line: catalog order (popularity desc, then id)
+      items.jsonl                     the item catalog, same order as vocab/items.txt:
+                                      {item_id, title, categories, description, brand, tags,
+                                       popularity, long_tail}
+      users.jsonl                     per user: {user_id, train_items (chronological), val_items,
+                                       test_items, history_length, cold_start}
+      stats.json                      counts, thresholds, seed, rejected rows by reason
+      dataset_card.md
+      dead_letter/*.jsonl             rejected rows with file, line and reason
+
+Teachers, the evaluator and the exporter read the side files through :class:`PreparedData`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+USERS_VOCAB = os.path.join("vocab", "users.txt")
+ITEMS_VOCAB = os.path.join("vocab", "items.txt")
+ITEMS_FILE = "items.jsonl"
+USERS_FILE = "users.jsonl"
+STATS_FILE = "stats.json"
+DATASET_CARD = "dataset_card.md"
+DEAD_LETTER_DIR = "dead_letter"
+
+TEXT_FIELDS = ("title", "categories", "description", "brand", "tags")
+
+
+def split_pattern(directory: str, split: str) -> str:
+    """Glob of one split's TFRecord shards."""
+    return os.path.join(directory, f"{split}-*.tfrecord")
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One catalog entry. ``categories`` holds genres (MovieLens) or categories (Amazon)."""
+
+    item_id: str
+    title: str = ""
+    categories: tuple[str, ...] = ()
+    description: str = ""
+    brand: str = ""
+    tags: tuple[str, ...] = ()
+    popularity: int = 0
+    long_tail: bool = False
+
+    def text(self, max_chars: int = 400) -> str:
+        """Item text for teachers and content features: title, categories, brand, tags, description."""
+        parts = [self.title]
+        if self.categories:
+            parts.append("(" + ", ".join(self.categories) + ")")
+        if self.brand:
+            parts.append(f"by {self.brand}")
+        if self.tags:
+            parts.append("tags: " + ", ".join(self.tags[:8]))
+        if self.description:
+            parts.append("- " + self.description)
+        return " ".join(p for p in parts if p)[:max_chars]
+
+
+@dataclasses.dataclass(frozen=True)
+class User:
+    user_id: str
+    train_items: tuple[str, ...]
+    val_items: tuple[str, ...]
+    test_items: tuple[str, ...]
+    history_length: int
+    cold_start: bool
+
+
+class PreparedData:
+    """Read access to a prepared folder's side files (not the TFRecords)."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+        for name in (ITEMS_FILE, USERS_FILE, STATS_FILE):
+            if not os.path.exists(os.path.join(directory, name)):
+                raise FileNotFoundError(
+                    f"{os.path.join(directory, name)} not found: {directory!r} is not a folder written "
+                    "by `tfrs-selreg prepare` (or that run failed).")
+
+    def _jsonl(self, name: str):
+        with open(os.path.join(self.directory, name), encoding="utf-8") as f:
+            for line in f:
+                yield json.loads(line)
+
+    def items(self) -> list[Item]:
+        out = []
+        for d in self._jsonl(ITEMS_FILE):
+            d["categories"] = tuple(d.get("categories", ()))
+            d["tags"] = tuple(d.get("tags", ()))
+            out.append(Item(**d))
+        return out
+
+    def users(self) -> list[User]:
+        out = []
+        for d in self._jsonl(USERS_FILE):
+            for k in ("train_items", "val_items", "test_items"):
+                d[k] = tuple(d[k])
+            out.append(User(**d))
+        return out
+
+    def stats(self) -> dict:
+        with open(os.path.join(self.directory, STATS_FILE), encoding="utf-8") as f:
+            return json.load(f)
+
+    def item_vocabulary(self) -> list[str]:
+        with open(os.path.join(self.directory, ITEMS_VOCAB), encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f]
+
+    def user_vocabulary(self) -> list[str]:
+        with open(os.path.join(self.directory, USERS_VOCAB), encoding="utf-8") as f:
+            return [line.rstrip("\n") for line in f]
