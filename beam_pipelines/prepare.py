@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import os
 import sys
 import time
@@ -83,9 +82,6 @@ class PrepareOptions(PipelineOptions):
         parser.add_argument("--cold-start-fraction", dest="cold_start_fraction", type=float,
                             default=0.0, help="simulate cold start: fraction of users keeping 1-3 "
                             "training items")
-        parser.add_argument("--labels", default=None,
-                            help="teacher label rows to join (*.jsonl[.gz] or *.tfrecord[.gz], "
-                            "a file, a glob or a folder)")
         parser.add_argument("--teacher-pairs", dest="teacher_pairs", type=int, default=8,
                             help="P: teacher pairs per training example")
         parser.add_argument("--probe-pairs", dest="probe_pairs", type=int, default=4,
@@ -100,26 +96,37 @@ class PrepareOptions(PipelineOptions):
 # --- reading -----------------------------------------------------------------------------------
 
 
+# Multi-output DoFn: Beam would infer a Union with TaggedOutput and reject the keyed main output.
+@beam.typehints.with_output_types(Any)
 class ReadInteractions(beam.DoFn):
-    """Reader output -> ``(user_id, (item_id, timestamp, rating, line))``; bad rows tagged."""
+    """Reader output -> ``(user_id, (item_id, timestamp, rating, line))``; bad rows tagged.
+
+    Rows naming an item missing from the catalog are rejected as ``unknown_item``; the catalog ids
+    arrive as a side input so the million-row stream is not shuffled by item.
+    """
 
     def __init__(self, reader: readers.DatasetReader, min_rating: Optional[float]):
         self._reader = reader
         self._min_rating = min_rating
 
-    def process(self, data_dir: str):
+    def process(self, data_dir: str, catalog_ids):
+        known = frozenset(catalog_ids)
         for row in self._reader.read_interactions(data_dir):
             yield beam.pvalue.TaggedOutput(COUNTS, ("interaction_rows_read", 1))
             if isinstance(row, readers.Rejected):
                 yield beam.pvalue.TaggedOutput(REJECTED, _reject_record("interactions", row.source,
                                                                         row.line, row.reason, row.raw))
-                continue
-            if self._min_rating is not None and (row.rating is None or row.rating < self._min_rating):
+            elif row.item_id not in known:
+                yield beam.pvalue.TaggedOutput(REJECTED, _reject_record(
+                    "interactions", row.source, row.line, REASON_UNKNOWN_ITEM,
+                    f"user_id={row.user_id} item_id={row.item_id}"))
+            elif self._min_rating is not None and (row.rating is None or row.rating < self._min_rating):
                 yield beam.pvalue.TaggedOutput(COUNTS, (REASON_BELOW_MIN_RATING, 1))
-                continue
-            yield row.item_id, (row.user_id, row.timestamp, row.rating, row.line, row.source)
+            else:
+                yield row.user_id, (row.item_id, row.timestamp, row.rating, row.line)
 
 
+@beam.typehints.with_output_types(Any)
 class ReadItems(beam.DoFn):
     """Reader output -> ``Item``; bad rows tagged."""
 
@@ -140,6 +147,7 @@ def _reject_record(what: str, source: str, line: int, reason: str, raw: str) -> 
     return {"input": what, "source": source, "line": line, "reason": reason, "raw": raw[:500]}
 
 
+@beam.typehints.with_output_types(Any)
 class DedupeCatalog(beam.DoFn):
     """One catalog entry per item id: the first one in reading order wins, the others are rejected."""
 
@@ -150,21 +158,6 @@ class DedupeCatalog(beam.DoFn):
         for position, _ in entries[1:]:
             yield beam.pvalue.TaggedOutput(REJECTED, _reject_record(
                 "items", "catalog", position + 1, REASON_DUPLICATE_ITEM, f"item_id={item_id}"))
-
-
-class AttachKnownItem(beam.DoFn):
-    """Keeps interactions whose item is in the catalog; the others are rejected as unknown items."""
-
-    def process(self, element):
-        item_id, grouped = element
-        in_catalog = bool(grouped["catalog"])
-        for user_id, ts, rating, line, source in grouped["interactions"]:
-            if in_catalog:
-                yield user_id, (item_id, ts, rating, line)
-            else:
-                yield beam.pvalue.TaggedOutput(REJECTED, _reject_record(
-                    "interactions", source, line, REASON_UNKNOWN_ITEM,
-                    f"user_id={user_id} item_id={item_id}"))
 
 
 # --- labels ------------------------------------------------------------------------------------
@@ -184,6 +177,7 @@ def _is_label_file(path: str) -> bool:
     return any(name.endswith(s) for s in (".jsonl", ".jsonl.gz", ".tfrecord", ".tfrecord.gz"))
 
 
+@beam.typehints.with_output_types(Any)
 class ParseLabels(beam.DoFn):
     """Label file -> ``(user_id, LabelRow)``; malformed or invalid rows go to the dead letter."""
 
@@ -229,6 +223,7 @@ class ParseLabels(beam.DoFn):
 # --- per-user examples ---------------------------------------------------------------------------
 
 
+@beam.typehints.with_output_types(Any)
 class SplitUsers(beam.DoFn):
     """``(user_id, interactions)`` -> :class:`examples.UserSplit` (dedup, split, cold-start simulation)."""
 
@@ -260,6 +255,7 @@ def build_catalog(items: list, popularity: dict[str, int], long_tail_fraction: f
             "items": by_id}
 
 
+@beam.typehints.with_output_types(Any)
 class BuildExamples(beam.DoFn):
     """A user's split (+ joined labels) -> ``((split, shard), (sort_key, record))`` and side rows."""
 
@@ -308,6 +304,7 @@ class BuildExamples(beam.DoFn):
         shard = ex.shard_of(user_id, shards)
         common = dict(user_id=user_id, history_length=n_train, cold_start=cold)
         with_labels = o["with_labels"]
+        train_records = []
         for k, (item_id, ts, rating, _) in enumerate(split.train):
             record = ex.make_example(
                 item_id=item_id, history=ex.padded_history(train_items[:k], L), timestamp=ts,
@@ -317,14 +314,16 @@ class BuildExamples(beam.DoFn):
                 probe_pairs=ex.sample_pairs(probe_rows, o["probe_pairs"], seed, user_id, k, "p")
                 if with_labels else None,
                 num_teacher_pairs=o["teacher_pairs"], num_probe_pairs=o["probe_pairs"], **common)
-            yield ("train", shard), (ex.unit_hash(seed, "order", user_id, k), record)
+            train_records.append((ex.unit_hash(seed, "order", user_id, k), record))
+        # One element per user and split keeps the shard shuffle small (records travel in lists).
+        yield ("train", shard), train_records
         history = ex.padded_history(train_items, L)
         for name, rows in (("val", split.val), ("test", split.test)):
-            for k, (item_id, ts, rating, _) in enumerate(rows):
-                record = ex.make_example(
+            yield (name, shard), [
+                (ex.unit_hash(seed, "order", user_id, name, k), ex.make_example(
                     item_id=item_id, history=history, timestamp=ts, rating=rating,
-                    item_popularity=pop.get(item_id, 0), long_tail=item_id in tail, **common)
-                yield (name, shard), (ex.unit_hash(seed, "order", user_id, name, k), record)
+                    item_popularity=pop.get(item_id, 0), long_tail=item_id in tail, **common))
+                for k, (item_id, ts, rating, _) in enumerate(rows)]
         yield beam.pvalue.TaggedOutput("users", json.dumps({
             "user_id": user_id, "train_items": train_items,
             "val_items": [x[0] for x in split.val], "test_items": [x[0] for x in split.test],
@@ -347,7 +346,7 @@ class WriteShard(beam.DoFn):
     def process(self, element):
         import tensorflow as tf
         (split, shard), values = element
-        records = sorted(v for v in values if v is not None)
+        records = sorted(r for batch in values for r in batch)
         path = os.path.join(self._output, f"{split}-{shard:05d}-of-{self._num_shards:05d}.tfrecord")
         with tf.io.TFRecordWriter(path) as writer:
             for _, record in records:
@@ -433,30 +432,39 @@ class _Histogram(beam.CombineFn):
 # --- the pipeline ------------------------------------------------------------------------------
 
 
+def _labels_arg(argv: Optional[list[str]]) -> tuple[Optional[str], list[str]]:
+    """Parses ``--labels`` apart: Beam's Google Cloud options own that flag name (job labels; use
+    ``--label key=value`` for those), so it cannot live in :class:`PrepareOptions`."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--labels", default=None,
+                        help="teacher label rows to join (*.jsonl[.gz] or *.tfrecord[.gz]: a file, "
+                        "a glob or a folder)")
+    known, rest = parser.parse_known_args(argv)
+    return known.labels, rest
+
+
 def build_pipeline(p: beam.Pipeline, o: PrepareOptions, reader: readers.DatasetReader,
                    data_dir: str, label_files: list[str]) -> None:
     out = o.output
     raw = (p | "DataDir" >> beam.Create([data_dir]))
-    interactions = raw | "ReadInteractions" >> beam.ParDo(
-        ReadInteractions(reader, o.min_rating)).with_outputs(REJECTED, COUNTS, main="main")
     items = raw | "ReadItems" >> beam.ParDo(ReadItems(reader)).with_outputs(REJECTED, COUNTS,
                                                                            main="main")
     catalog_items = (items.main | "GroupCatalogIds" >> beam.GroupByKey()
                      | "DedupeCatalog" >> beam.ParDo(DedupeCatalog()).with_outputs(REJECTED,
                                                                                    main="main"))
-    known = ({"interactions": interactions.main,
-              "catalog": catalog_items.main | "KeyCatalog" >> beam.Map(lambda it: (it.item_id, 1))}
-             | "JoinCatalog" >> beam.CoGroupByKey()
-             | "DropUnknownItems" >> beam.ParDo(AttachKnownItem()).with_outputs(REJECTED, main="main"))
+    catalog_ids = catalog_items.main | "CatalogIds" >> beam.Map(lambda it: it.item_id)
+    interactions = raw | "ReadInteractions" >> beam.ParDo(
+        ReadInteractions(reader, o.min_rating), catalog_ids=beam.pvalue.AsList(catalog_ids)
+    ).with_outputs(REJECTED, COUNTS, main="main")
 
     cuts = None
     if o.split == ex.SPLIT_TEMPORAL:
         cuts = beam.pvalue.AsSingleton(
-            known.main | "Timestamps" >> beam.Map(lambda kv: kv[1][1])
+            interactions.main | "Timestamps" >> beam.Map(lambda kv: kv[1][1])
             | "TimestampHistogram" >> beam.CombineGlobally(_Histogram())
             | "TemporalCuts" >> beam.Map(_temporal_cuts, o.temporal_val_fraction,
                                          o.temporal_test_fraction))
-    users = (known.main
+    users = (interactions.main
              | "GroupByUser" >> beam.GroupByKey()
              | "SplitUsers" >> beam.ParDo(SplitUsers(o.split, o.seed, o.cold_start_fraction),
                                           cuts=cuts).with_outputs(COUNTS, main="main"))
@@ -489,7 +497,7 @@ def build_pipeline(p: beam.Pipeline, o: PrepareOptions, reader: readers.DatasetR
              .with_outputs(REJECTED, COUNTS, "users", main="main"))
 
     empty_shards = p | "AllShards" >> beam.Create(
-        [((split, s), None) for split in schema.SPLITS for s in range(o.num_shards)])
+        [((split, s), []) for split in schema.SPLITS for s in range(o.num_shards)])
     shard_counts = ((built.main, empty_shards) | "WithEmptyShards" >> beam.Flatten()
                     | "GroupShards" >> beam.GroupByKey()
                     | "WriteShards" >> beam.ParDo(WriteShard(out, o.num_shards)))
@@ -497,7 +505,7 @@ def build_pipeline(p: beam.Pipeline, o: PrepareOptions, reader: readers.DatasetR
                    | "WriteUsers" >> beam.Map(_write_users(out))
                    | "UsersWritten" >> beam.Map(lambda n: ("users_written", n)))
 
-    rejected = ((interactions[REJECTED], items[REJECTED], catalog_items[REJECTED], known[REJECTED],
+    rejected = ((interactions[REJECTED], items[REJECTED], catalog_items[REJECTED],
                  built[REJECTED], *label_rejects) | "AllRejected" >> beam.Flatten())
     _ = (rejected | "RejectedToJson" >> beam.Map(lambda r: json.dumps(r, sort_keys=True))
          | "WriteDeadLetter" >> beam.io.WriteToText(
@@ -566,14 +574,15 @@ def _stats(counts: dict[str, int], o: PrepareOptions, reader: readers.DatasetRea
     }
 
 
-def _first_bad_lines(output: str, what: str, limit: int = 5) -> list[str]:
+def _first_bad_lines(output: str, what: str, reasons: Optional[set] = None,
+                     limit: int = 5) -> list[str]:
     rows = []
     for m in FileSystems.match([os.path.join(output, prepared.DEAD_LETTER_DIR, "*.jsonl")])[0] \
             .metadata_list:
         with FileSystems.open(m.path) as f:
             for line in f:
                 r = json.loads(line)
-                if r["input"] == what:
+                if r["input"] == what and (reasons is None or r["reason"] in reasons):
                     rows.append(r)
     rows.sort(key=lambda r: (r["source"], r["line"]))
     return [f"{r['source']}:{r['line']}: {r['reason']}: {r['raw'][:120]!r}" for r in rows[:limit]]
@@ -582,12 +591,12 @@ def _first_bad_lines(output: str, what: str, limit: int = 5) -> list[str]:
 def _check_error_fraction(stats: dict, o: PrepareOptions) -> None:
     for what in ("interactions", "items", "labels"):
         read = stats["rows_read"][what]
-        bad = sum(stats["rows_rejected"].get(what, {}).values())
-        if what == "labels":
-            # Leakage and unknown-id drops are the guard working, not malformed input.
-            bad = stats["rows_rejected"].get("labels", {}).get(labels_lib.REJECT_MALFORMED, 0)
+        rejected = stats["rows_rejected"].get(what, {})
+        # Label rows dropped for leakage or unknown ids are the guard working, not malformed input.
+        reasons = {labels_lib.REJECT_MALFORMED} if what == "labels" else set(rejected)
+        bad = sum(n for reason, n in rejected.items() if reason in reasons)
         if read and bad / read > o.max_error_fraction:
-            lines = "\n  ".join(_first_bad_lines(o.output, what))
+            lines = "\n  ".join(_first_bad_lines(o.output, what, reasons))
             raise PrepareError(
                 f"{bad} of {read} {what} rows ({bad / read:.2%}) were rejected, more than "
                 f"--max-error-fraction={o.max_error_fraction}. First bad rows:\n  {lines}\n"
@@ -622,6 +631,7 @@ def _dataset_card(stats: dict) -> str:
 
 def run(argv: Optional[list[str]] = None) -> dict:
     """Runs the prepare job; returns the statistics written to ``stats.json``."""
+    labels_path, argv = _labels_arg(argv)
     options = PipelineOptions(argv)
     o = options.view_as(PrepareOptions)
     std = options.view_as(StandardOptions)
@@ -651,10 +661,10 @@ def run(argv: Optional[list[str]] = None) -> dict:
     if not 0 <= o.long_tail_fraction <= 1 or not 0 <= o.cold_start_fraction <= 1:
         raise PrepareError("--long-tail-fraction and --cold-start-fraction must be in [0, 1]")
     label_files: list[str] = []
-    if o.labels:
-        label_files = _label_files(o.labels)
+    if labels_path:
+        label_files = _label_files(labels_path)
         if not label_files:
-            raise PrepareError(f"--labels {o.labels}: no *.jsonl, *.jsonl.gz, *.tfrecord or "
+            raise PrepareError(f"--labels {labels_path}: no *.jsonl, *.jsonl.gz, *.tfrecord or "
                                "*.tfrecord.gz files found there")
 
     for stale in FileSystems.match([os.path.join(o.output, "*.tfrecord"),

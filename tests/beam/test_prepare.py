@@ -8,9 +8,8 @@ import pytest
 import tensorflow as tf
 
 from beam_pipelines import prepare
-from tfrs_selreg.data import prepared, schema
-
 from tests.conftest import shared_dataset
+from tfrs_selreg.data import prepared, schema
 
 ITEMS = "item_id,title,categories\n" + "".join(f"i{k},Item {k},G{k % 3}|Common\n" for k in range(1, 11))
 
@@ -115,7 +114,7 @@ def test_label_join_and_leakage_guard(tmp_path):
     labels = _labels(tmp_path / "labels.jsonl", rows)
     with open(labels, "a") as f:
         f.write("{not json\n")
-    stats = _run(_write_csv(tmp_path / "raw"), out, "--labels", labels)
+    stats = _run(_write_csv(tmp_path / "raw"), out, "--labels", labels, "--max-error-fraction", "0.2")
     assert stats["labels"]["joined_teacher_rows"] == 3
     assert stats["labels"]["joined_probe_rows"] == 1
     assert stats["labels"]["rejected"] == {

@@ -13,6 +13,7 @@ import random
 import struct
 from typing import Iterable, Optional, Sequence
 
+from tfrs_selreg.data import example_codec as codec
 from tfrs_selreg.data import schema
 
 # One interaction of a user as it travels through the pipeline: (item_id, timestamp, rating, line).
@@ -136,19 +137,8 @@ def sample_pairs(rows: Sequence[tuple], k: int, *parts: object) -> list[tuple]:
 # --- tf.train.Example records ----------------------------------------------------------------
 
 
-def _bytes(values):
-    import tensorflow as tf
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[v.encode("utf-8") for v in values]))
-
-
-def _ints(values):
-    import tensorflow as tf
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=values))
-
-
-def _floats(values):
-    import tensorflow as tf
-    return tf.train.Feature(float_list=tf.train.FloatList(value=values))
+def _bytes(values: Iterable[str]) -> bytes:
+    return codec.bytes_feature(v.encode("utf-8") for v in values)
 
 
 def padded_history(items: Sequence[str], length: int) -> list[str]:
@@ -175,38 +165,38 @@ def make_example(
 ) -> bytes:
     """One serialized ``tf.train.Example`` in the layout of ``schema.build_schema``.
 
+    Records are written with :mod:`example_codec` (byte-identical to protobuf's deterministic
+    serialization, several times faster).
+
     ``teacher_pairs`` rows are ``(item_i, item_j, pref, confidence)`` and ``probe_pairs`` rows
     ``(item_i, item_j, pref, confidence, truth)``; both are padded to the schema's ``P`` and ``Q``.
     When both are ``None`` (validation/test records) the training-only features are omitted.
     """
-    import tensorflow as tf
-
     feature = {
         schema.USER_ID: _bytes([user_id]),
         schema.ITEM_ID: _bytes([item_id]),
         schema.HISTORY: _bytes(history),
-        schema.TIMESTAMP: _ints([timestamp]),
-        schema.RATING: _floats([0.0 if rating is None else rating]),
-        schema.HISTORY_LENGTH: _ints([history_length]),
-        schema.COLD_START: _ints([int(cold_start)]),
-        schema.ITEM_POPULARITY: _ints([item_popularity]),
-        schema.LONG_TAIL: _ints([int(long_tail)]),
+        schema.TIMESTAMP: codec.int64_feature([timestamp]),
+        schema.RATING: codec.float_feature([0.0 if rating is None else rating]),
+        schema.HISTORY_LENGTH: codec.int64_feature([history_length]),
+        schema.COLD_START: codec.int64_feature([int(cold_start)]),
+        schema.ITEM_POPULARITY: codec.int64_feature([item_popularity]),
+        schema.LONG_TAIL: codec.int64_feature([int(long_tail)]),
     }
     if teacher_pairs is not None or probe_pairs is not None:
         tp = list(teacher_pairs or ())
         pad = num_teacher_pairs - len(tp)
         feature[schema.TEACHER_ITEM_I] = _bytes([r[0] for r in tp] + [""] * pad)
         feature[schema.TEACHER_ITEM_J] = _bytes([r[1] for r in tp] + [""] * pad)
-        feature[schema.TEACHER_PREF] = _floats([r[2] for r in tp] + [0.0] * pad)
-        feature[schema.TEACHER_CONFIDENCE] = _floats([r[3] for r in tp] + [0.0] * pad)
-        feature[schema.TEACHER_MASK] = _floats([1.0] * len(tp) + [0.0] * pad)
+        feature[schema.TEACHER_PREF] = codec.float_feature([r[2] for r in tp] + [0.0] * pad)
+        feature[schema.TEACHER_CONFIDENCE] = codec.float_feature([r[3] for r in tp] + [0.0] * pad)
+        feature[schema.TEACHER_MASK] = codec.float_feature([1.0] * len(tp) + [0.0] * pad)
         pp = list(probe_pairs or ())
         pad = num_probe_pairs - len(pp)
         feature[schema.PROBE_ITEM_I] = _bytes([r[0] for r in pp] + [""] * pad)
         feature[schema.PROBE_ITEM_J] = _bytes([r[1] for r in pp] + [""] * pad)
-        feature[schema.PROBE_PREF] = _floats([r[2] for r in pp] + [0.0] * pad)
-        feature[schema.PROBE_CONFIDENCE] = _floats([r[3] for r in pp] + [0.0] * pad)
-        feature[schema.PROBE_TRUTH] = _floats([float(r[4]) for r in pp] + [0.0] * pad)
-        feature[schema.PROBE_MASK] = _floats([1.0] * len(pp) + [0.0] * pad)
-    example = tf.train.Example(features=tf.train.Features(feature=feature))
-    return example.SerializeToString(deterministic=True)
+        feature[schema.PROBE_PREF] = codec.float_feature([r[2] for r in pp] + [0.0] * pad)
+        feature[schema.PROBE_CONFIDENCE] = codec.float_feature([r[3] for r in pp] + [0.0] * pad)
+        feature[schema.PROBE_TRUTH] = codec.float_feature([float(r[4]) for r in pp] + [0.0] * pad)
+        feature[schema.PROBE_MASK] = codec.float_feature([1.0] * len(pp) + [0.0] * pad)
+    return codec.encode_example(feature)

@@ -1,0 +1,79 @@
+"""A fast writer of ``tf.train.Example`` wire bytes for the prepare job's hot loop.
+
+Building ``tf.train.Example`` messages field by field through the protobuf Python API costs about
+100 us per record, which caps the prepare job far below its 20,000 examples/s target. The
+``Example`` layout is tiny and fixed::
+
+    Example  { Features features = 1; }
+    Features { map<string, Feature> feature = 1; }      # entries: {key = 1; value = 2}
+    Feature  { oneof { BytesList bytes_list = 1; FloatList float_list = 2; Int64List int64_list = 3; } }
+    BytesList { repeated bytes value = 1; }  FloatList { repeated float value = 1 [packed]; }
+    Int64List { repeated int64 value = 1 [packed]; }
+
+so this module writes those bytes directly. The output is byte-identical to
+``example.SerializeToString(deterministic=True)`` (map entries sorted by key), which
+``tests/data/test_example_codec.py`` checks against protobuf itself.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Iterable, Mapping
+
+_LEN = 2  # wire type of length-delimited fields
+
+
+def _varint_slow(n: int) -> bytes:
+    if n < 0:
+        n += 1 << 64  # int64 two's complement, always 10 bytes on the wire
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# Lengths and most counts are small: a lookup table takes the varint loop off the hot path.
+_SMALL = tuple(_varint_slow(n) for n in range(1 << 14))
+_TAGS = tuple(_varint_slow((number << 3) | _LEN) for number in range(4))
+_KEYS: dict[str, bytes] = {}
+
+
+def _varint(n: int) -> bytes:
+    return _SMALL[n] if 0 <= n < 16384 else _varint_slow(n)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    return _TAGS[number] + _varint(len(payload)) + payload
+
+
+def bytes_feature(values: Iterable[bytes]) -> bytes:
+    """Serialized ``Feature`` holding a ``BytesList``."""
+    return _field(1, b"".join([b"\n" + _varint(len(v)) + v for v in values]))
+
+
+def float_feature(values: Iterable[float]) -> bytes:
+    """Serialized ``Feature`` holding a packed ``FloatList``."""
+    values = list(values)
+    inner = _field(1, struct.pack(f"<{len(values)}f", *values)) if values else b""
+    return _field(2, inner)
+
+
+def int64_feature(values: Iterable[int]) -> bytes:
+    """Serialized ``Feature`` holding a packed ``Int64List``."""
+    packed = b"".join([_varint(int(v)) for v in values])
+    return _field(3, _field(1, packed) if packed else b"")
+
+
+def _key(name: str) -> bytes:
+    key = _KEYS.get(name)
+    if key is None:
+        key = _KEYS[name] = _field(1, name.encode("utf-8"))
+    return key
+
+
+def encode_example(features: Mapping[str, bytes]) -> bytes:
+    """Serialized ``Example`` from ``{name: serialized Feature}``, map entries sorted by key."""
+    entries = b"".join([_field(1, _key(key) + _field(2, features[key])) for key in sorted(features)])
+    return _field(1, entries)
