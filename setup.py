@@ -17,6 +17,7 @@ REQUIRED = [
     "tensorflow-serving-api==2.21.0",
     "matplotlib",
     "pyyaml",
+    "requests",
     "scipy",
 ]
 

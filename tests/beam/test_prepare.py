@@ -219,10 +219,48 @@ def test_bundled_movielens_end_to_end(tmp_path):
     assert n == stats["interactions"]["train"]
 
 
-def test_shared_ml1m_counts_match_raw_files(tmp_path):
-    data = shared_dataset("ml-1m")
-    stats = prepare.run(["--dataset", "ml-1m", "--data-dir", str(data), "--output",
-                         str(tmp_path / "ml1m"), "--runner", "DirectRunner"])
-    assert stats["rows_read"]["interactions"] == 1000209
-    assert sum(stats["interactions"].values()) == 1000209
-    assert stats["users"] == 6040 and stats["items"] == 3883
+def test_temporal_split_cuts_globally(tmp_path):
+    out = tmp_path / "out"
+    stats = _run(_write_csv(tmp_path / "raw"), out, "--split", "temporal",
+                 "--temporal-val-fraction", "0.25", "--temporal-test-fraction", "0.25")
+    # 12 interactions at t = 1000 (4x), 1010 (3x), 1020 (2x), 1030, 1040, 1050. Train should hold half
+    # of them: the first cut where at least 6 come before is 1020 (7 before); validation up to 75%:
+    # at least 9 before -> 1030. So t < 1020 train, 1020 <= t < 1030 validation, the rest test.
+    assert stats["interactions"] == {"train": 7, "val": 2, "test": 3}
+    val = [(_feature(e, "user_id")[0], _feature(e, "item_id")[0]) for e in _records(out, "val")]
+    assert sorted(val) == [("u1", "i3"), ("u2", "i7")]
+    test = [(_feature(e, "user_id")[0], _feature(e, "item_id")[0]) for e in _records(out, "test")]
+    assert sorted(test) == [("u1", "i4"), ("u1", "i5"), ("u1", "i6")]
+
+
+def test_tfds_dataset_through_the_pipeline(tmp_path):
+    from tests.data import tfds_fixture
+
+    flags = ["0"] * 19
+    source = tfds_fixture.write_ml_100k(
+        str(tmp_path / "raw"),
+        ratings=[f"{u}\t{i}\t4\t{880000000 + 10 * u + i}" for u in (1, 2) for i in (10, 11, 12)],
+        items=[f"{i}|Movie {i} (1995)|01-Jan-1995||http://x|" + "|".join(flags) for i in (10, 11, 12)],
+        users=["1|24|M|technician|85711", "2|53|F|other|94043"])
+    tfds_dir = str(tmp_path / "tfds")
+    tfds_fixture.build_100k_ratings(source, tfds_dir)
+    stats = prepare.run(["--dataset", "tfds", "--tfds-name", "movielens/100k-ratings", "--tfds-data-dir",
+                         tfds_dir, "--output", str(tmp_path / "out"), "--runner", "DirectRunner"])
+    assert stats["rows_read"]["interactions"] == 6 and stats["rows_rejected"] == {}
+    assert stats["interactions"] == {"train": 2, "val": 2, "test": 2}
+    assert {_feature(e, "item_id")[0] for e in _records(tmp_path / "out", "test")} == {"12"}
+
+
+def test_shared_amazon_counts_match_raw_files(tmp_path):
+    data = shared_dataset("amazon-scientific-2018")
+    inter = json.load(open(data / "Scientific.inter.json"))
+    items = json.load(open(data / "Scientific.item.json"))
+    stats = prepare.run(["--dataset", "amazon-json", "--data-dir", str(data), "--output",
+                         str(tmp_path / "sci"), "--runner", "DirectRunner"])
+    n = sum(len(v) for v in inter.values())
+    assert stats["rows_read"]["interactions"] == n
+    assert sum(stats["interactions"].values()) + stats["rows_filtered"]["duplicate_interactions"] == n
+    assert stats["users"] == len(inter) and stats["items"] == len(items)
+    assert stats["interactions"]["test"] == len(inter)
+    # 5-core leave-one-out: users with exactly 5 interactions keep 3 training items -> cold start.
+    assert stats["cold_start_users"] == sum(1 for v in inter.values() if len(set(v)) <= 5)

@@ -33,3 +33,8 @@ def test_matches_protobuf_for_every_feature_kind():
 
 def test_empty_example():
     assert codec.encode_example({}) == _proto({})
+
+
+def test_string_feature_equals_bytes_feature():
+    values = ["", "318", "Amélie", "318"]
+    assert codec.string_feature(values) == codec.bytes_feature([v.encode("utf-8") for v in values])

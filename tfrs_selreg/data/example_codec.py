@@ -17,6 +17,7 @@ so this module writes those bytes directly. The output is byte-identical to
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Iterable, Mapping
 
@@ -51,6 +52,17 @@ def _field(number: int, payload: bytes) -> bytes:
 def bytes_feature(values: Iterable[bytes]) -> bytes:
     """Serialized ``Feature`` holding a ``BytesList``."""
     return _field(1, b"".join([b"\n" + _varint(len(v)) + v for v in values]))
+
+
+@functools.lru_cache(maxsize=1 << 18)
+def _string_entry(value: str) -> bytes:
+    encoded = value.encode("utf-8")
+    return b"\n" + _varint(len(encoded)) + encoded
+
+
+def string_feature(values: Iterable[str]) -> bytes:
+    """``bytes_feature`` of UTF-8 strings; ids repeat across records, so their encodings are cached."""
+    return _field(1, b"".join([_string_entry(v) for v in values]))
 
 
 def float_feature(values: Iterable[float]) -> bytes:

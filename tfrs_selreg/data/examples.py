@@ -137,10 +137,6 @@ def sample_pairs(rows: Sequence[tuple], k: int, *parts: object) -> list[tuple]:
 # --- tf.train.Example records ----------------------------------------------------------------
 
 
-def _bytes(values: Iterable[str]) -> bytes:
-    return codec.bytes_feature(v.encode("utf-8") for v in values)
-
-
 def padded_history(items: Sequence[str], length: int) -> list[str]:
     """The last ``length`` items, oldest first, left-padded with '' (newest item in the last slot)."""
     tail = list(items[-length:]) if length else []
@@ -173,9 +169,9 @@ def make_example(
     When both are ``None`` (validation/test records) the training-only features are omitted.
     """
     feature = {
-        schema.USER_ID: _bytes([user_id]),
-        schema.ITEM_ID: _bytes([item_id]),
-        schema.HISTORY: _bytes(history),
+        schema.USER_ID: codec.string_feature([user_id]),
+        schema.ITEM_ID: codec.string_feature([item_id]),
+        schema.HISTORY: codec.string_feature(history),
         schema.TIMESTAMP: codec.int64_feature([timestamp]),
         schema.RATING: codec.float_feature([0.0 if rating is None else rating]),
         schema.HISTORY_LENGTH: codec.int64_feature([history_length]),
@@ -186,15 +182,15 @@ def make_example(
     if teacher_pairs is not None or probe_pairs is not None:
         tp = list(teacher_pairs or ())
         pad = num_teacher_pairs - len(tp)
-        feature[schema.TEACHER_ITEM_I] = _bytes([r[0] for r in tp] + [""] * pad)
-        feature[schema.TEACHER_ITEM_J] = _bytes([r[1] for r in tp] + [""] * pad)
+        feature[schema.TEACHER_ITEM_I] = codec.string_feature([r[0] for r in tp] + [""] * pad)
+        feature[schema.TEACHER_ITEM_J] = codec.string_feature([r[1] for r in tp] + [""] * pad)
         feature[schema.TEACHER_PREF] = codec.float_feature([r[2] for r in tp] + [0.0] * pad)
         feature[schema.TEACHER_CONFIDENCE] = codec.float_feature([r[3] for r in tp] + [0.0] * pad)
         feature[schema.TEACHER_MASK] = codec.float_feature([1.0] * len(tp) + [0.0] * pad)
         pp = list(probe_pairs or ())
         pad = num_probe_pairs - len(pp)
-        feature[schema.PROBE_ITEM_I] = _bytes([r[0] for r in pp] + [""] * pad)
-        feature[schema.PROBE_ITEM_J] = _bytes([r[1] for r in pp] + [""] * pad)
+        feature[schema.PROBE_ITEM_I] = codec.string_feature([r[0] for r in pp] + [""] * pad)
+        feature[schema.PROBE_ITEM_J] = codec.string_feature([r[1] for r in pp] + [""] * pad)
         feature[schema.PROBE_PREF] = codec.float_feature([r[2] for r in pp] + [0.0] * pad)
         feature[schema.PROBE_CONFIDENCE] = codec.float_feature([r[3] for r in pp] + [0.0] * pad)
         feature[schema.PROBE_TRUTH] = codec.float_feature([float(r[4]) for r in pp] + [0.0] * pad)
