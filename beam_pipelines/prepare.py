@@ -432,15 +432,28 @@ class _Histogram(beam.CombineFn):
 # --- the pipeline ------------------------------------------------------------------------------
 
 
+def _add_labels_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--labels", default=None,
+                        help="teacher label rows to join (*.jsonl[.gz] or *.tfrecord[.gz]: a file, "
+                        "a glob or a folder)")
+
+
 def _labels_arg(argv: Optional[list[str]]) -> tuple[Optional[str], list[str]]:
     """Parses ``--labels`` apart: Beam's Google Cloud options own that flag name (job labels; use
     ``--label key=value`` for those), so it cannot live in :class:`PrepareOptions`."""
     parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--labels", default=None,
-                        help="teacher label rows to join (*.jsonl[.gz] or *.tfrecord[.gz]: a file, "
-                        "a glob or a folder)")
+    _add_labels_arg(parser)
     known, rest = parser.parse_known_args(argv)
     return known.labels, rest
+
+
+def _print_help() -> None:
+    parser = argparse.ArgumentParser(
+        prog="tfrs-selreg prepare", description=__doc__.split("\n\n")[0],
+        epilog="Beam's own flags (--runner, --direct_num_workers, --project, ...) are accepted too.")
+    PrepareOptions._add_argparse_args(parser)
+    _add_labels_arg(parser)
+    parser.print_help()
 
 
 def build_pipeline(p: beam.Pipeline, o: PrepareOptions, reader: readers.DatasetReader,
@@ -701,6 +714,9 @@ def run(argv: Optional[list[str]] = None) -> dict:
 
 def main(argv: Optional[list[str]] = None) -> int:
     """``tfrs-selreg prepare``: runs the job and prints the dataset card."""
+    if argv is not None and ({"-h", "--help"} & set(argv)):
+        _print_help()
+        return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     for noisy in ("apache_beam", "absl"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -714,4 +730,4 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -5,7 +5,7 @@
     train     model.fit of a backbone with a gate mode             (tfrs_selreg.training.train)
     evaluate  sliced full-ranking metrics of a run                 (tfrs_selreg.evaluation.evaluate)
     export    SavedModel for TF Serving                            (tfrs_selreg.export)
-    run       the whole flow end to end                            (tfrs_selreg.pipeline)
+    run       the whole flow end to end                            (tfrs_selreg.cli.run)
 
 Each subcommand forwards its arguments to the stage's own ``main(argv)``, so
 ``tfrs-selreg prepare --help`` and ``python -m beam_pipelines.prepare --help`` show the same flags.
@@ -26,7 +26,7 @@ COMMANDS = {
     "train": ("tfrs_selreg.training.train", "train a backbone with a gate mode (model.fit)"),
     "evaluate": ("tfrs_selreg.evaluation.evaluate", "full-ranking metrics by segment"),
     "export": ("tfrs_selreg.export.exporter", "SavedModel for TF Serving"),
-    "run": ("tfrs_selreg.pipeline", "the whole flow end to end on one dataset"),
+    "run": ("tfrs_selreg.cli.run", "the whole flow end to end on one dataset"),
 }
 
 
