@@ -1,0 +1,417 @@
+"""The ``openai`` teacher: any OpenAI-compatible Chat Completions endpoint.
+
+The paper's teacher is GPT-4o-mini; vLLM, llama.cpp's server and ``python -m llama_cpp.server`` speak
+the same API, so one client serves all of them. ``base_url`` is the API root that ends in ``/v1``;
+requests go to ``{base_url}/chat/completions``. Two modes (prompts and rules in :mod:`.prompts`):
+
+- ``listwise``: one call per request, asking for ``{"ranking": [{"item_id", "score"}]}`` over all
+  candidates, constrained by ``response_format``: ``json_schema`` (OpenAI's structured outputs),
+  ``json_object_schema`` (``{"type": "json_object", "schema": ...}``, the form llama-cpp-python's
+  server understands: version 0.3.36 answers a ``json_schema`` request with HTTP 500, a validation
+  error, which would be retried as ``http_5xx``), ``json_object`` or ``none``.
+- ``pairwise``: two one-token calls per pair (both orders) with ``logprobs`` and ``top_logprobs``;
+  without log-probabilities in the answer, the answer letters are used as smoothed votes
+  (:func:`prompts.vote_pref`).
+
+**API key.** Read from the environment variable named by ``api_key_env`` (``OPENAI_API_KEY``) when a
+request is sent and sent only as ``Authorization: Bearer``; it lives only in the worker threads' HTTP
+sessions, which are never pickled, and any text this module keeps or logs (raw answers, error bodies,
+messages) has it replaced by ``[REDACTED]``. A missing key is an error unless ``api_key_env=""`` (a
+server that needs none) or ``base_url`` is a loopback address (``localhost``, ``127.0.0.0/8``,
+``::1``): then no header is sent.
+
+**Failures.** Each call is retried on HTTP 429, HTTP 5xx, timeouts and connection errors, at most
+``max_retries`` times, after a back-off (:func:`backoff_delay`) that honours ``Retry-After``; then the
+request fails with ``http_429``, ``http_5xx``, ``timeout`` or ``connection_error``. Other HTTP errors
+(``http_4xx``, e.g. a bad key or model name) and malformed answers are not retried: the answer would
+be the same. A request fails as a whole when any of its calls fails, so a failed request has no rows
+and can be scored again later; ``raw`` keeps what the server said. ``model_calls`` counts every HTTP
+attempt (retries included) and ``tokens_in``/``tokens_out`` add up the ``usage`` of every answered call.
+``stats`` counts retries and listwise pairs left without a label because the model omitted an item.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import dataclasses
+import datetime
+import email.utils
+import ipaddress
+import json
+import logging
+import os
+import random
+import threading
+import time
+import urllib.parse
+from collections.abc import Sequence
+
+import requests
+
+from tfrs_selreg.teachers import base, prompts
+
+logger = logging.getLogger(__name__)
+
+FAIL_HTTP_429 = "http_429"
+FAIL_HTTP_5XX = "http_5xx"
+FAIL_HTTP_4XX = "http_4xx"
+FAIL_TIMEOUT = "timeout"
+FAIL_CONNECTION_ERROR = "connection_error"
+FAIL_INVALID_RESPONSE = "invalid_response"
+
+RESPONSE_FORMATS = ("json_schema", "json_object_schema", "json_object", "none")
+REDACTED = "[REDACTED]"
+# Raw server bodies kept for dead letters are cut to this many characters.
+MAX_RAW_CHARS = 4000
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenAIConfig:
+    """Options of the ``openai`` teacher.
+
+    Attributes:
+      base_url: API root ending in ``/v1`` (``http://127.0.0.1:8000/v1`` for a local server).
+      model: the endpoint's model name; with the prompt version it keys the scoring cache.
+      mode: ``listwise`` (the paper's prompt) or ``pairwise`` (A/B with log-probabilities).
+      api_key_env: environment variable holding the key; ``""`` for a server that needs none.
+      concurrency: calls in flight at once (threads).
+      timeout: seconds to connect, and seconds of silence while reading an answer, per attempt.
+      max_retries: retries of one call after a 429, 5xx, timeout or connection error.
+      backoff_base: first back-off in seconds; doubles with every retry (see :func:`backoff_delay`).
+      backoff_max: longest wait between attempts, ``Retry-After`` included.
+      temperature: sampling temperature of the model (0: its most likely answer).
+      response_format: how the listwise JSON is requested: one of ``RESPONSE_FORMATS``.
+      max_tokens: answer budget of a listwise call (pairwise calls ask for 1 token).
+      top_logprobs: alternatives per token in a pairwise answer (OpenAI allows up to 20).
+      score_scale: the listwise prompt asks for scores in ``[0, score_scale]``; they are divided by it.
+      pref_temperature: listwise ``pref = sigmoid((t_i - t_j) / pref_temperature)``.
+    """
+
+    base_url: str = "https://api.openai.com/v1"
+    model: str = "gpt-4o-mini"
+    mode: str = prompts.MODE_LISTWISE
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 4
+    timeout: float = 60.0
+    max_retries: int = 5
+    backoff_base: float = 1.0
+    backoff_max: float = 60.0
+    temperature: float = 0.0
+    response_format: str = "json_schema"
+    max_tokens: int = 1024
+    top_logprobs: int = 10
+    score_scale: float = 1.0
+    pref_temperature: float = 0.1
+
+    def __post_init__(self):
+        if self.mode not in prompts.MODES:
+            raise ValueError(f"mode must be one of {prompts.MODES}, got {self.mode!r}")
+        if self.response_format not in RESPONSE_FORMATS:
+            raise ValueError(f"response_format must be one of {RESPONSE_FORMATS}, got {self.response_format!r}")
+        if urllib.parse.urlsplit(self.base_url).scheme not in ("http", "https"):
+            raise ValueError(f"base_url must start with http:// or https://, got {self.base_url!r}")
+        for name in ("concurrency", "timeout", "score_scale", "pref_temperature", "max_tokens", "top_logprobs"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)!r}")
+        for name in ("max_retries", "backoff_base", "backoff_max"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+
+
+def is_loopback(base_url: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (``127.0.0.0/8``, ``::1``)."""
+    host = urllib.parse.urlsplit(base_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds asked by a ``Retry-After`` header (delta-seconds or an HTTP date), or ``None``."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
+
+
+def backoff_delay(retry: int, *, base_delay: float, max_delay: float, retry_after: float | None,
+                  rng: random.Random) -> float:
+    """Seconds to wait before retry number ``retry`` (1, 2, ...).
+
+    The server's ``Retry-After`` when it sent one; otherwise exponential back-off with equal jitter,
+    ``d = base_delay * 2 ** (retry - 1)`` and a wait drawn from ``U(d / 2, d)``. Never more than
+    ``max_delay``.
+    """
+    if retry_after is not None:
+        return min(max_delay, retry_after)
+    d = min(max_delay, base_delay * 2 ** (retry - 1))
+    return rng.uniform(d / 2, d)
+
+
+@dataclasses.dataclass
+class _Reply:
+    """One call's outcome after its retries: the first choice of the answer, or a failure."""
+
+    attempts: int
+    choice: dict | None = None
+    failure: str | None = None
+    raw: str | None = None
+    tokens_in: int = 0
+    tokens_out: int = 0
+
+
+class OpenAITeacher(base.Teacher):
+    """Teacher on an OpenAI-compatible endpoint; see the module docstring for the contract."""
+
+    name = "openai"
+
+    def __init__(self, config: OpenAIConfig = OpenAIConfig()):
+        self.config = config
+        rule = ({"score_scale": config.score_scale, "pref_temperature": config.pref_temperature}
+                if config.mode == prompts.MODE_LISTWISE else {})
+        self.template_version = prompts.template_version(config.mode, **rule)
+        self.url = config.base_url.rstrip("/") + "/chat/completions"
+        if config.api_key_env and not self._api_key() and not is_loopback(config.base_url):
+            raise ValueError(
+                f"environment variable {config.api_key_env} is not set: export the API key of "
+                f"{config.base_url} in it, or pass api_key_env='' for a server that needs no key")
+        self.stats: collections.Counter = collections.Counter()
+        self._rng = random.Random()
+        self._local = threading.local()
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+
+    @property
+    def model(self) -> str:
+        return self.config.model
+
+    def describe(self) -> dict:
+        return {**super().describe(), "base_url": self.config.base_url, "mode": self.config.mode}
+
+    def setup(self) -> None:
+        if self._executor is None:
+            self._executor = concurrent.futures.ThreadPoolExecutor(
+                max_workers=self.config.concurrency, thread_name_prefix="openai-teacher")
+
+    def close(self) -> None:
+        """Stops the worker threads (a later ``score_batch`` starts new ones)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def __getstate__(self) -> dict:
+        # Threads, sessions and locks do not pickle; workers create their own in setup().
+        state = dict(self.__dict__)
+        state.update(_executor=None, _local=None, _rng=None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._local = threading.local()
+        self._rng = random.Random()
+
+    def score_batch(self, requests: Sequence[base.ScoringRequest]) -> list[base.ScoringResult]:
+        """Sends every call of the batch, ``concurrency`` at a time; one result per request, in order."""
+        self.setup()
+        if self.config.mode == prompts.MODE_LISTWISE:
+            futures = [self._executor.submit(self._complete, self._listwise_payload(r), r.user_id)
+                       for r in requests]
+            return [self._listwise_result(r, f.result()) for r, f in zip(requests, futures)]
+        orders = []
+        for request in requests:
+            by_id = prompts.items_by_id(request)
+            orders.append([
+                [self._executor.submit(self._complete, self._pairwise_payload(request, by_id[a], by_id[b]),
+                                       request.user_id)
+                 for a, b in ((pair.item_i, pair.item_j), (pair.item_j, pair.item_i))]
+                for pair in request.pairs])
+        return [self._pairwise_result(r, [[f.result() for f in pair] for pair in futures])
+                for r, futures in zip(requests, orders)]
+
+    # -- payloads and answers ------------------------------------------------------------------
+
+    def _listwise_payload(self, request: base.ScoringRequest) -> dict:
+        c = self.config
+        payload = {"model": c.model, "temperature": c.temperature, "max_tokens": c.max_tokens,
+                   "messages": prompts.listwise_messages(request, score_scale=c.score_scale)}
+        schema = prompts.ranking_schema([it.item_id for it in request.candidates], score_scale=c.score_scale)
+        if c.response_format == "json_schema":
+            payload["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": prompts.RANKING_KEY, "strict": True, "schema": schema}}
+        elif c.response_format == "json_object_schema":
+            payload["response_format"] = {"type": "json_object", "schema": schema}
+        elif c.response_format == "json_object":
+            payload["response_format"] = {"type": "json_object"}
+        return payload
+
+    def _pairwise_payload(self, request: base.ScoringRequest, item_a, item_b) -> dict:
+        c = self.config
+        return {"model": c.model, "temperature": c.temperature, "max_tokens": 1, "logprobs": True,
+                "top_logprobs": c.top_logprobs,
+                "messages": prompts.pairwise_messages(request.context, item_a, item_b)}
+
+    def _listwise_result(self, request: base.ScoringRequest, reply: _Reply) -> base.ScoringResult:
+        result = self._result(request, [reply])
+        if reply.failure:
+            return self._failed(result, reply.failure, reply.raw)
+        content = self._redact(_content(reply.choice))
+        result.raw = content
+        try:
+            scores = prompts.parse_ranking(content, [it.item_id for it in request.candidates],
+                                           score_scale=self.config.score_scale)
+        except prompts.ResponseError as e:
+            return self._failed(result, e.reason, content, detail=e.detail)
+        rows = prompts.listwise_rows(request, scores, teacher=self.name,
+                                     pref_temperature=self.config.pref_temperature)
+        if request.pairs and not rows:
+            return self._failed(result, prompts.FAIL_INCOMPLETE_RANKING, content,
+                                detail="no requested pair has both items scored")
+        self.stats["pairs_unscored"] += len(request.pairs) - len(rows)
+        result.rows = rows
+        return result
+
+    def _pairwise_result(self, request: base.ScoringRequest,
+                         replies: list[list[_Reply]]) -> base.ScoringResult:
+        result = self._result(request, [r for pair in replies for r in pair])
+        answers = []
+        for pair, (order1, order2) in zip(request.pairs, replies):
+            for reply in (order1, order2):
+                if reply.failure:
+                    return self._failed(result, reply.failure, reply.raw)
+            (p1, letter1), (p2, letter2) = _pairwise_answer(order1.choice), _pairwise_answer(order2.choice)
+            answers.append({"item_i": pair.item_i, "item_j": pair.item_j, "answers": [letter1, letter2],
+                            "p_a": [p1, p2]})
+            if p1 is not None and p2 is not None:
+                pref, confidence = prompts.two_order_pref(p1, p2), None
+            elif letter1 and letter2:
+                pref = prompts.vote_pref(letter1, letter2)
+                confidence = abs(2.0 * pref - 1.0)
+            else:
+                return self._failed(result, prompts.FAIL_NO_ANSWER, json.dumps(answers),
+                                    detail="an answer is neither A nor B")
+            result.rows.append(prompts.pair_row(request, pair, pref, teacher=self.name,
+                                                confidence=confidence))
+        result.raw = json.dumps(answers)
+        return result
+
+    def _result(self, request: base.ScoringRequest, replies: list[_Reply]) -> base.ScoringResult:
+        """An empty result with the calls' counts (run in the caller's thread, so stats need no lock)."""
+        self.stats["retries"] += sum(r.attempts - 1 for r in replies)
+        return base.ScoringResult(
+            request_hash=request.content_hash(), rows=[], model_calls=sum(r.attempts for r in replies),
+            tokens_in=sum(r.tokens_in for r in replies), tokens_out=sum(r.tokens_out for r in replies))
+
+    def _failed(self, result: base.ScoringResult, reason: str, raw: str | None,
+                detail: str = "") -> base.ScoringResult:
+        result.rows, result.failure, result.raw = [], reason, self._redact(raw)
+        logger.warning("openai teacher: request %s failed with %s after %d call(s)%s",
+                       result.request_hash[:12], reason, result.model_calls,
+                       f": {self._redact(detail)}" if detail else "")
+        return result
+
+    # -- HTTP ------------------------------------------------------------------------------------
+
+    def _api_key(self) -> str:
+        return os.environ.get(self.config.api_key_env, "") if self.config.api_key_env else ""
+
+    def _redact(self, text: str | None) -> str | None:
+        key = self._api_key()
+        return text.replace(key, REDACTED) if text and key else text
+
+    def _session(self) -> requests.Session:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = requests.Session()
+            key = self._api_key()
+            if key:
+                session.headers["Authorization"] = f"Bearer {key}"
+            self._local.session = session
+        return session
+
+    def _complete(self, payload: dict, user_id: str) -> _Reply:
+        """Posts one chat completion with retries; never raises for HTTP or network trouble."""
+        c = self.config
+        reply = _Reply(attempts=0)
+        while True:
+            reply.attempts += 1
+            retry_after = None
+            try:
+                response = self._session().post(self.url, json=payload, timeout=c.timeout)
+            except requests.Timeout as e:
+                reply.failure, reply.raw = FAIL_TIMEOUT, f"{type(e).__name__}: {e}"
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
+                reply.failure, reply.raw = FAIL_CONNECTION_ERROR, f"{type(e).__name__}: {e}"
+            else:
+                reply.raw = response.text[:MAX_RAW_CHARS]
+                if response.status_code == 200:
+                    return _answered(reply, response)
+                if response.status_code == 429:
+                    reply.failure = FAIL_HTTP_429
+                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                elif response.status_code >= 500:
+                    reply.failure = FAIL_HTTP_5XX
+                else:
+                    reply.failure = FAIL_HTTP_4XX
+                    break
+            if reply.attempts > c.max_retries:
+                break
+            delay = backoff_delay(reply.attempts, base_delay=c.backoff_base, max_delay=c.backoff_max,
+                                  retry_after=retry_after, rng=self._rng)
+            logger.info("openai teacher: %s for user %s, retry %d of %d in %.2f s", reply.failure, user_id,
+                        reply.attempts, c.max_retries, delay)
+            time.sleep(delay)
+        reply.raw = self._redact(reply.raw)
+        return reply
+
+
+def _answered(reply: _Reply, response: requests.Response) -> _Reply:
+    """Fills ``reply`` from an HTTP 200 answer; a body without ``choices[0]`` is ``invalid_response``."""
+    try:
+        body = response.json()
+        reply.choice = body["choices"][0]
+        usage = body.get("usage") or {}
+        reply.tokens_in = int(usage.get("prompt_tokens") or 0)
+        reply.tokens_out = int(usage.get("completion_tokens") or 0)
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        reply.choice, reply.failure = None, FAIL_INVALID_RESPONSE
+        return reply
+    reply.failure = None
+    return reply
+
+
+def _content(choice: dict) -> str:
+    return ((choice or {}).get("message") or {}).get("content") or ""
+
+
+def _pairwise_answer(choice: dict) -> tuple[float | None, str | None]:
+    """``(p_A, letter)`` of a one-token answer: ``p_A`` from its top log-probabilities, when given."""
+    letter = prompts.letter_of(_content(choice))
+    tokens = ((choice.get("logprobs") or {}).get("content") or [])
+    if not tokens:
+        return None, letter
+    first = tokens[0]
+    top = [(t.get("token", ""), float(t["logprob"])) for t in first.get("top_logprobs") or []]
+    if "logprob" in first and first.get("token", "") not in {token for token, _ in top}:
+        top.append((first.get("token", ""), float(first["logprob"])))
+    p = prompts.p_first(top)
+    if letter is None and p is not None:
+        letter = prompts.LETTER_A if p >= 0.5 else prompts.LETTER_B
+    return p, letter
+
+
+@base.register("openai")
+def create_openai_teacher(**options) -> OpenAITeacher:
+    """Factory of the registry: ``base.create("openai", base_url=..., model=..., mode="pairwise")``."""
+    return OpenAITeacher(OpenAIConfig(**options))
