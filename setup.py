@@ -16,6 +16,7 @@ REQUIRED = [
     "importlib_resources",
     "tensorflow-serving-api==2.21.0",
     "matplotlib",
+    "tensorboard==2.21.0",
     "pyyaml",
     "requests",
     "scipy",

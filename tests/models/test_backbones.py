@@ -1,0 +1,116 @@
+"""Both backbones: one scoring function, the two-tower loss by hand, the catalog, rebuild and restore."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests.synthetic import make_prepared
+from tfrs_selreg.data import input_fn, schema
+from tfrs_selreg.data.prepared import PreparedData
+from tfrs_selreg.models import (
+    BACKBONES,
+    ItemCatalog,
+    ModelConfig,
+    TwoTowerConfig,
+    build_model,
+)
+from tfrs_selreg.models.catalog import title_tokens
+
+SMALL = {"embedding_dim": 8}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return PreparedData(make_prepared(str(tmp_path_factory.mktemp("prepared")), n_users=24, n_items=40, seed=5))
+
+
+@pytest.fixture(scope="module")
+def batch(data):
+    return next(iter(input_fn.make_dataset(data.directory, "train", batch_size=16, shuffle=True, seed=0)))
+
+
+def test_catalog_is_aligned_with_the_item_index(data):
+    catalog = ItemCatalog.from_prepared(data, max_title_tokens=4, max_categories=2, text_vocabulary_size=1000)
+    items = data.items()
+    assert catalog.item_ids == tuple(data.item_vocabulary())
+    assert catalog.popularity[0] == 0 and list(catalog.popularity[1:]) == [i.popularity for i in items]
+    assert list(catalog.long_tail[1:]) == [int(i.long_tail) for i in items]
+    assert (catalog.title_token_ids[0] == 0).all() and (catalog.category_ids[0] == 0).all()
+    n_tokens = [min(4, len(title_tokens(i.title))) for i in items]
+    assert list((catalog.title_token_ids[1:] > 0).sum(axis=1)) == n_tokens
+    assert catalog.sampling_probability.sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_score_agrees_with_score_all_and_restores(backbone, data, batch, tmp_path):
+    model = build_model(ModelConfig(backbone=backbone, **SMALL), data)
+    item_ids = tf.concat([batch[schema.TEACHER_ITEM_I], batch[schema.ITEM_ID][:, None]], axis=1)
+    scores = model.score(batch, item_ids).numpy()
+    all_scores = model.score_all(batch).numpy()
+    assert all_scores.shape == (16, len(data.item_vocabulary()) + 1)
+    np.testing.assert_allclose(scores, np.take_along_axis(all_scores, model.item_index(item_ids).numpy(), axis=1),
+                               rtol=1e-5, atol=1e-5)
+
+    model.save_weights(str(tmp_path / "weights"))
+    restored = build_model(ModelConfig(backbone=backbone, **SMALL), data)
+    assert not np.allclose(restored.score_all(batch).numpy(), all_scores)
+    restored.load_weights(str(tmp_path / "weights")).assert_existing_objects_matched()
+    np.testing.assert_allclose(restored.score_all(batch).numpy(), all_scores, rtol=1e-6)
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_unknown_user_is_described_by_its_history(backbone, data):
+    model = build_model(ModelConfig(backbone=backbone, **SMALL), data)
+    items = data.item_vocabulary()
+    length = schema.Schema.load(data.directory).history_length
+    histories = tf.constant([[""] * (length - 2) + items[:2], [""] * (length - 2) + items[5:7], [""] * length])
+    scores = model.score_all({schema.USER_ID: tf.constant(["nobody", "nobody", "nobody"]),
+                              schema.HISTORY: histories}).numpy()
+    assert np.isfinite(scores).all()
+    assert not np.allclose(scores[0], scores[1])
+
+
+def test_two_tower_embeddings(data, batch):
+    model = build_model(ModelConfig(backbone="two_tower", **SMALL), data)
+    assert model.user_embedding(batch).shape == (16, 8)
+    assert model.item_embedding(batch[schema.TEACHER_ITEM_I]).shape == (16, batch[schema.TEACHER_ITEM_I].shape[1], 8)
+    np.testing.assert_allclose(model.all_item_embeddings().numpy()[model.item_index(batch[schema.ITEM_ID]).numpy()],
+                               model.item_embedding(batch[schema.ITEM_ID]).numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("logq", [True, False])
+def test_two_tower_loss_by_hand(data, logq):
+    """In-batch softmax: logits q.c - log Q(c), a repeated positive is no negative, mean over the batch."""
+    config = ModelConfig(backbone="two_tower", two_tower=TwoTowerConfig(logq_correction=logq), **SMALL)
+    model = build_model(config, data)
+    items = data.item_vocabulary()
+    length = schema.Schema.load(data.directory).history_length
+    features = {
+        schema.USER_ID: tf.constant(["user0001", "user0002", "user0003", "user0004"]),
+        schema.HISTORY: tf.constant([[""] * length] * 4),
+        schema.ITEM_ID: tf.constant([items[0], items[3], items[0], items[10]]),  # rows 0 and 2 share an item
+    }
+    query = model.user_embedding(features).numpy()
+    candidates = model.item_embedding(features[schema.ITEM_ID]).numpy()
+    index = model.item_index(features[schema.ITEM_ID]).numpy()
+    logits = query @ candidates.T
+    if logq:
+        logits = logits - np.log(model.catalog.sampling_probability[index])[None, :]
+    expected = []
+    for b in range(4):
+        keep = [k for k in range(4) if k == b or index[k] != index[b]]
+        row = logits[b, keep]
+        expected.append(np.log(np.exp(row - row.max()).sum()) + row.max() - logits[b, b])
+    loss = model.rec_loss(features, model.user_state(features), training=False).numpy()
+    assert loss == pytest.approx(np.mean(expected), rel=1e-5)
+
+
+def test_dcn_loss_is_binary_cross_entropy_on_sampled_negatives(data, batch):
+    config = ModelConfig(backbone="dcn", **SMALL)
+    model = build_model(dataclasses.replace(config, dcn=dataclasses.replace(config.dcn, num_negatives=3,
+                                                                            negative_sampling="popularity")), data)
+    loss = model.rec_loss(batch, model.user_state(batch), training=True).numpy()
+    # Untrained logits are near 0, so each term is near log 2.
+    assert 0.3 < loss < 1.5

@@ -1,0 +1,76 @@
+"""train(): the run folder, early stopping on validation Recall@20 and the restored best weights."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from tests.synthetic import make_prepared
+from tfrs_selreg.data import schema
+from tfrs_selreg.data.prepared import PreparedData
+from tfrs_selreg.evaluation.ranking import OVERALL, RankingEvaluator
+from tfrs_selreg.training import config as config_lib
+from tfrs_selreg.training import run as run_lib
+from tfrs_selreg.training.train import main, train
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return make_prepared(str(tmp_path_factory.mktemp("prepared")), n_users=40, n_items=60, seed=2)
+
+
+def test_early_stopping_follows_validation_and_keeps_the_best_epoch(prepared, tmp_path):
+    # A large learning rate on tiny data overfits within a few epochs, so validation Recall@20 drops.
+    config = config_lib.resolve(overrides={
+        "prepared": prepared, "output": str(tmp_path / "run"), "epochs": 8, "batch_size": 32,
+        "learning_rate": 0.05, "early_stopping_patience": 1, "model.embedding_dim": 8, "regularizer.gate": "none"})
+    result = train(config, verbose=0)
+
+    with open(tmp_path / "run" / run_lib.HISTORY_FILE) as f:
+        history = json.load(f)
+    recalls = [e["val_recall@20"] for e in history]
+    assert [e["epoch"] for e in history] == list(range(1, len(history) + 1))
+    assert result.best_epoch == 1 + int(np.argmax(recalls))
+    assert result.stopped_early and len(history) == result.best_epoch + config.early_stopping_patience < config.epochs
+    assert result.best_validation["val_recall@20"] == pytest.approx(max(recalls))
+    assert all(k in history[0] for k in ("rec_loss", "teacher_loss", "gate_loss", "pair_weight_mean", "total_loss"))
+
+    # The saved model is the best epoch's, not the last one's.
+    loaded_config, model = run_lib.load_run(str(tmp_path / "run"))
+    assert loaded_config == config
+    evaluator = RankingEvaluator(PreparedData(prepared), "val", schema.Schema.load(prepared).history_length)
+    recall = evaluator.evaluate(model, ks=(20,), segments=(OVERALL,))[OVERALL].summary()["recall@20"]
+    assert recall == pytest.approx(max(recalls))
+
+    for path in (run_lib.CONFIG_FILE, run_lib.RUN_FILE, run_lib.WEIGHTS + ".index", run_lib.LOGS_DIR,
+                 os.path.join(run_lib.CHECKPOINTS_DIR, "epoch-001.index")):
+        assert os.path.exists(tmp_path / "run" / path), path
+    assert os.listdir(tmp_path / "run" / run_lib.LOGS_DIR / "train")
+    assert not os.listdir(tmp_path / "run" / run_lib.BACKUP_DIR)  # deleted when training ends
+
+
+def test_cli_trains_dcn_with_a_config_file(prepared, tmp_path, capsys):
+    (tmp_path / "c.yaml").write_text("model: {embedding_dim: 8, dcn: {num_negatives: 2, deep_layers: [16]}}\n"
+                                     "regularizer: {teacher_lambda: 0.2}\n")
+    code = main(["--prepared", prepared, "--output", str(tmp_path / "run"), "--backbone", "dcn",
+                 "--gate", "reliability", "--config", str(tmp_path / "c.yaml"), "--epochs", "1",
+                 "--steps-per-epoch", "3", "--validation-max-users", "10", "--verbose", "0"])
+    assert code == 0 and "best epoch 1 of 1" in capsys.readouterr().out
+    config = config_lib.load(str(tmp_path / "run" / run_lib.CONFIG_FILE))
+    assert (config.model.backbone, config.regularizer.gate) == ("dcn", "reliability")
+    assert config.regularizer.teacher_lambda == 0.2
+    assert config.model.dcn.deep_layers == (16,)
+
+
+def test_cli_reports_a_bad_config(tmp_path, capsys):
+    assert main(["--prepared", "P", "--output", str(tmp_path), "--set", "model.backbone=mlp"]) == 2
+    assert "ModelConfig.backbone: 'mlp'" in capsys.readouterr().err
+
+
+def test_mirrored_strategy_trains(prepared, tmp_path):
+    config = config_lib.resolve(overrides={
+        "prepared": prepared, "output": str(tmp_path / "run"), "epochs": 1, "steps_per_epoch": 2,
+        "batch_size": 16, "model.embedding_dim": 8, "regularizer.gate": "global", "strategy": "mirrored"})
+    result = train(config, verbose=0)
+    assert result.epochs_completed == 1 and os.path.exists(tmp_path / "run" / (run_lib.WEIGHTS + ".index"))

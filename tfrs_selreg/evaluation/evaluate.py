@@ -1,0 +1,133 @@
+"""``tfrs-selreg evaluate``: sliced full-ranking metrics of a trained run.
+
+    tfrs-selreg evaluate --run RUN_DIR [--split test] [--prepared DIR]
+
+Restores the run's model (``tfrs_selreg.training.run.load_run``), ranks the whole catalog for every
+user of the split (:mod:`tfrs_selreg.evaluation.ranking`) and writes to the run folder:
+
+- ``metrics-{split}.json`` (and ``metrics.json`` for ``test``)::
+
+      {"split": "test", "backbone": ..., "gate": ...,
+       "overall":    {"auc": .., "recall@10": .., "recall@20": .., "ndcg@10": .., "ndcg@20": ..,
+                      "users": n, "items": n},
+       "cold_start": {...}, "long_tail": {...},
+       "diagnostics": {"gate": {...} | null, "probe_accuracy": {...} | null}}
+
+- ``per_user-{split}.npz``: ``{segment}/user_id`` and ``{segment}/{metric}`` arrays, for paired tests
+  over users between runs.
+
+and prints the table of segments by metrics with their user and item counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import tensorflow as tf
+
+from tfrs_selreg.data import schema
+from tfrs_selreg.data.prepared import PreparedData
+from tfrs_selreg.evaluation import diagnostics
+from tfrs_selreg.evaluation.ranking import KS, SEGMENTS, USER_ID_KEY, RankingEvaluator
+from tfrs_selreg.training import run as run_lib
+
+
+def metrics_path(run_dir: str, split: str) -> str:
+    return os.path.join(run_dir, f"metrics-{split}.json")
+
+
+def per_user_path(run_dir: str, split: str) -> str:
+    return os.path.join(run_dir, f"per_user-{split}.npz")
+
+
+def evaluate(run_dir: str, split: str = "test", *, prepared_dir: str | None = None, batch_users: int = 256,
+             with_diagnostics: bool = True, max_diagnostic_examples: int | None = None) -> dict:
+    """Evaluates the run in ``run_dir`` on ``split`` (``val`` or ``test``); writes and returns the metrics."""
+    config, model = run_lib.load_run(run_dir, prepared_dir)
+    prepared = prepared_dir or config.prepared
+    data = PreparedData(prepared)
+    spec = schema.Schema.load(prepared)
+    segments = RankingEvaluator(data, split, spec.history_length).evaluate(model, ks=KS, batch_users=batch_users)
+    result: dict = {"split": split, "run": run_dir, "backbone": config.model.backbone,
+                    "gate": config.regularizer.gate}
+    result.update({name: segments[name].summary() for name in SEGMENTS})
+    if with_diagnostics:
+        result["diagnostics"] = diagnostics.pair_diagnostics(model, prepared, max_examples=max_diagnostic_examples)
+
+    text = json.dumps(_finite(result), indent=2) + "\n"
+    paths = [metrics_path(run_dir, split)] + ([os.path.join(run_dir, "metrics.json")] if split == "test" else [])
+    for path in paths:
+        with tf.io.gfile.GFile(path, "w") as f:
+            f.write(text)
+    arrays = {}
+    for name, seg in segments.items():
+        arrays[f"{name}/{USER_ID_KEY}"] = seg.user_ids
+        arrays.update({f"{name}/{metric}": values for metric, values in seg.values.items()})
+    buffer = io.BytesIO()  # np.savez seeks, which gfile (gs://) writers do not support
+    np.savez(buffer, **arrays)
+    with tf.io.gfile.GFile(per_user_path(run_dir, split), "wb") as f:
+        f.write(buffer.getvalue())
+    return result
+
+
+def _finite(value):
+    """NaN (a segment without users) as JSON ``null``."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def format_table(result: dict) -> str:
+    """The segments x metrics table, with user and held-out item counts."""
+    names = [n for n in result[SEGMENTS[0]] if n not in ("users", "items")]
+    lines = [f"{'segment':<12}" + "".join(f"{n:>11}" for n in names) + f"{'users':>9}{'items':>9}"]
+    for segment in SEGMENTS:
+        row = result[segment]
+        cells = "".join(f"{'-':>11}" if row[n] is None or not math.isfinite(row[n]) else f"{row[n]:>11.4f}"
+                        for n in names)
+        lines.append(f"{segment:<12}{cells}{row['users']:>9}{row['items']:>9}")
+    gate = (result.get("diagnostics") or {}).get("gate")
+    if gate:
+        lines.append("gate mean weight: " + ", ".join(
+            f"{s} {gate[s]['mean_weight']:.3f} ({gate[s]['pairs']} pairs)" for s in SEGMENTS))
+    probes = (result.get("diagnostics") or {}).get("probe_accuracy")
+    if probes:
+        lines.append("teacher probe accuracy: " + ", ".join(
+            f"{s} {probes[s]['accuracy']:.3f} ({probes[s]['probes']} probes)" for s in SEGMENTS
+            if probes[s]["accuracy"] is not None and math.isfinite(probes[s]["accuracy"])))
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="tfrs-selreg evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--run", required=True, help="run folder written by `tfrs-selreg train`")
+    p.add_argument("--split", choices=("val", "test"), default="test")
+    p.add_argument("--prepared", help="prepared folder, if not the one recorded in the run's config.json")
+    p.add_argument("--batch-users", type=int, default=256, help="users ranked per batch")
+    p.add_argument("--no-diagnostics", action="store_true", help="skip the gate and teacher diagnostics")
+    p.add_argument("--max-diagnostic-examples", type=int, help="training records read for the diagnostics")
+    args = p.parse_args(argv)
+    try:
+        result = evaluate(args.run, args.split, prepared_dir=args.prepared, batch_users=args.batch_users,
+                          with_diagnostics=not args.no_diagnostics,
+                          max_diagnostic_examples=args.max_diagnostic_examples)
+    except FileNotFoundError as e:
+        print(f"tfrs-selreg evaluate: {e}", file=sys.stderr)
+        return 2
+    print(f"{args.run} ({result['backbone']}, gate {result['gate']}), split {args.split}:")
+    print(format_table(_finite(result)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Full-ranking metrics of a batch of users, vectorized over a ``[users, items]`` score matrix.
+
+For user ``u`` with held-out positives ``P_u`` and excluded items ``E_u`` (items the user interacted
+with before: the training items, plus the validation items when evaluating test), the candidates are
+``C_u = items \\ E_u`` and the negatives ``N_u = C_u \\ P_u``. Then
+
+- ``AUC_u = 1 / (|P_u| |N_u|) * sum_{p in P_u, n in N_u} ( [s_p > s_n] + 0.5 [s_p = s_n] )``, computed from
+  average ranks (Mann-Whitney): ``(sum_{p} rank_C(p) - |P_u| (|P_u| + 1) / 2) / (|P_u| |N_u|)``;
+- ``Recall@k_u = |P_u ∩ top_k(C_u)| / |P_u|``;
+- ``NDCG@k_u = sum_{r <= k, item_r in P_u} 1 / log2(r + 1) / sum_{r = 1}^{min(k, |P_u|)} 1 / log2(r + 1)``,
+
+with ``top_k(C_u)`` the ``k`` best-scored candidates (ties in any order). A user without positives gets
+NaN for every metric, and a user without negatives NaN for AUC; :func:`mean_over_users` skips NaN.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from scipy import stats
+
+AUC = "auc"
+
+
+def recall_key(k: int) -> str:
+    return f"recall@{k}"
+
+
+def ndcg_key(k: int) -> str:
+    return f"ndcg@{k}"
+
+
+def ranking_metrics(scores: np.ndarray, positives: np.ndarray, excluded: np.ndarray,
+                    ks: Sequence[int] = (10, 20)) -> dict[str, np.ndarray]:
+    """Per-user ``auc``, ``recall@k`` and ``ndcg@k`` (arrays ``[users]``), see the module docstring.
+
+    Args:
+      scores: ``[U, N]`` float scores.
+      positives: ``[U, N]`` bool, the held-out items ``P_u``.
+      excluded: ``[U, N]`` bool, ``E_u``; must not overlap ``positives``.
+      ks: cut-offs.
+
+    >>> s = np.array([[0.9, 0.8, 0.1, 0.5]])
+    >>> positives, excluded = np.array([[False, True, False, False]]), np.array([[True, False, False, False]])
+    >>> m = ranking_metrics(s, positives, excluded, ks=(1,))
+    >>> float(m["auc"][0]), float(m["recall@1"][0]), float(m["ndcg@1"][0])
+    (1.0, 1.0, 1.0)
+    """
+    scores = np.asarray(scores, np.float64)
+    positives = np.asarray(positives, bool)
+    excluded = np.asarray(excluded, bool)
+    if scores.shape != positives.shape or scores.shape != excluded.shape:
+        raise ValueError(f"scores {scores.shape}, positives {positives.shape} and excluded {excluded.shape} "
+                         "must have the same [users, items] shape.")
+    if (positives & excluded).any():
+        raise ValueError("an item is both a held-out positive and excluded; exclusions must not contain positives.")
+    masked = np.where(excluded, -np.inf, scores)
+    n_pos = positives.sum(axis=1)
+    n_neg = (~excluded).sum(axis=1) - n_pos
+    # Excluded items (-inf) all rank below every candidate, so subtracting their count gives ranks in C_u.
+    ranks = stats.rankdata(masked, method="average", axis=1) - excluded.sum(axis=1, keepdims=True)
+    rank_sum = np.where(positives, ranks, 0.0).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        auc = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    out = {AUC: np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)}
+
+    k_max = min(max(ks), scores.shape[1])
+    top = np.argpartition(-masked, k_max - 1, axis=1)[:, :k_max]
+    top = np.take_along_axis(top, np.argsort(-np.take_along_axis(masked, top, axis=1), axis=1, kind="stable"), axis=1)
+    hits = np.take_along_axis(positives, top, axis=1).astype(np.float64)
+    discounts = 1.0 / np.log2(np.arange(2, k_max + 2))
+    for k in ks:
+        kk = min(k, k_max)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recall = hits[:, :kk].sum(axis=1) / n_pos
+            ideal = np.cumsum(discounts)[np.clip(np.minimum(n_pos, kk), 1, None) - 1]
+            ndcg = (hits[:, :kk] * discounts[:kk]).sum(axis=1) / ideal
+        out[recall_key(k)] = np.where(n_pos > 0, recall, np.nan)
+        out[ndcg_key(k)] = np.where(n_pos > 0, ndcg, np.nan)
+    return out
+
+
+def mean_over_users(values: np.ndarray) -> float:
+    """Mean of the finite per-user values; NaN when there are none."""
+    values = np.asarray(values, np.float64)
+    finite = values[np.isfinite(values)]
+    return float(finite.mean()) if finite.size else float("nan")

@@ -1,0 +1,58 @@
+"""Backbones (two-tower retrieval, DCNv2 ranking) with one scoring function and the S-LLMR objective.
+
+:func:`build_model` rebuilds a model from its configuration and a prepared folder alone, which is how
+training creates it and how evaluation and export restore it from a run folder.
+"""
+
+from __future__ import annotations
+
+from tfrs_selreg import regularizer as regularizer_lib
+from tfrs_selreg.data import input_fn, schema
+from tfrs_selreg.data.prepared import PreparedData
+from tfrs_selreg.models.base import LOSS_KEYS, REC_LOSS, TOTAL_LOSS, RecommenderModel
+from tfrs_selreg.models.catalog import ItemCatalog
+from tfrs_selreg.models.config import BACKBONES, DCNConfig, ModelConfig, TwoTowerConfig
+from tfrs_selreg.models.dcn import DCNModel
+from tfrs_selreg.models.two_tower import TwoTowerModel
+
+__all__ = [
+    "BACKBONES",
+    "LOSS_KEYS",
+    "REC_LOSS",
+    "TOTAL_LOSS",
+    "DCNConfig",
+    "DCNModel",
+    "ItemCatalog",
+    "ModelConfig",
+    "RecommenderModel",
+    "TwoTowerConfig",
+    "TwoTowerModel",
+    "build_model",
+]
+
+_CLASSES = {"two_tower": TwoTowerModel, "dcn": DCNModel}
+
+
+def build_model(config: ModelConfig, data: PreparedData,
+                regularizer_config: regularizer_lib.RegularizerConfig | None = None) -> RecommenderModel:
+    """The backbone of ``config`` for the prepared folder ``data``, with every variable created.
+
+    ``regularizer_config`` defaults to gate ``none`` (the plain backbone). Call inside the
+    distribution strategy's scope when training with one.
+    """
+    catalog = ItemCatalog.from_prepared(data, max_title_tokens=config.max_title_tokens,
+                                        max_categories=config.max_categories,
+                                        text_vocabulary_size=config.text_vocabulary_size)
+    thresholds = data.stats().get("thresholds", {})
+    if "cold_start_max_history" not in thresholds:
+        raise ValueError(f"{data.directory}/stats.json has no thresholds.cold_start_max_history; "
+                         "re-run `tfrs-selreg prepare`.")
+    regularizer = regularizer_lib.SelectiveRegularizer(
+        regularizer_config or regularizer_lib.RegularizerConfig(gate="none"),
+        item_popularity=catalog.popularity, long_tail=catalog.long_tail,
+        cold_start_max_history=int(thresholds["cold_start_max_history"]), name="selective_regularizer")
+    model = _CLASSES[config.backbone](config, catalog, data.user_vocabulary(), regularizer,
+                                      name=config.backbone)
+    spec = schema.Schema.load(data.directory)
+    model.build_variables(input_fn.placeholder_batch(spec, [f.role for f in spec.features]))
+    return model

@@ -1,0 +1,181 @@
+"""The base of every backbone: one scoring function and the S-LLMR objective around it.
+
+A backbone defines three things (in the spirit of ``tfrs.Model``, where a model only supplies
+``compute_loss``):
+
+- ``user_state(features)``: what it computes once per user of a batch (a query embedding, or the user
+  half of a ranking model's input);
+- ``score_state(state, item_index [B, n])``: logits ``s(u, i)`` of those users against ``n`` items each;
+- ``rec_loss(features, state, training)``: its own loss ``L_rec`` on the batch's positives.
+
+From these the base class derives :meth:`score` (used by the regularizer, the evaluator and the
+exporter), :meth:`score_all` (all items for a batch of users) and the objective
+
+    L = rec_loss + teacher_lambda * teacher_loss + gate_loss
+
+where the last two terms come from :class:`~tfrs_selreg.regularizer.SelectiveRegularizer`, which only
+sees the backbone through ``score_fn``. Every term is a metric of its own in ``fit``'s logs. Item ids map
+to indices through one ``StringLookup`` over ``vocab/items.txt`` (index 0 is the OOV slot, see
+:mod:`tfrs_selreg.models.catalog`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+
+import tensorflow as tf
+import tensorflow_recommenders as tfrs
+
+from tfrs_selreg import regularizer as regularizer_lib
+from tfrs_selreg.data import schema
+from tfrs_selreg.models.catalog import ItemCatalog
+from tfrs_selreg.models.config import ModelConfig
+from tfrs_selreg.models.features import ItemFeatures, QueryFeatures
+
+REC_LOSS = "rec_loss"
+TOTAL_LOSS = "total_loss"
+# fit's log keys, one Mean per key, in the order the progress bar shows them.
+LOSS_KEYS = (TOTAL_LOSS, REC_LOSS) + regularizer_lib.OUTPUT_KEYS
+
+Features = Mapping[str, tf.Tensor]
+
+
+class RecommenderModel(tfrs.Model):
+    """A backbone plus the selective regularizer; subclasses implement the three methods above.
+
+    Args:
+      config: the backbone's :class:`ModelConfig`.
+      catalog: per-item arrays aligned with the item index.
+      user_vocabulary: known user ids (``vocab/users.txt``).
+      regularizer: the :class:`SelectiveRegularizer` (gate ``none`` for the plain backbone).
+    """
+
+    def __init__(self, config: ModelConfig, catalog: ItemCatalog, user_vocabulary: Sequence[str],
+                 regularizer: regularizer_lib.SelectiveRegularizer, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.config = config
+        self.catalog = catalog
+        self.item_lookup = tf.keras.layers.StringLookup(vocabulary=list(catalog.item_ids), num_oov_indices=1,
+                                                        mask_token=None, name="item_lookup")
+        self.item_features = ItemFeatures(catalog, config.embedding_dim, name="item_features")
+        self.query_features = QueryFeatures(user_vocabulary, self.item_features, config.embedding_dim,
+                                            name="query_features")
+        self.regularizer = regularizer
+        self._trackers = {key: tf.keras.metrics.Mean(name=key) for key in LOSS_KEYS}
+
+    # --- what a backbone implements ---------------------------------------------------------------
+
+    def user_state(self, features: Features, training: bool = False) -> tf.Tensor:
+        raise NotImplementedError
+
+    def score_state(self, state: tf.Tensor, item_index: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
+
+    def score_all_state(self, state: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
+
+    def rec_loss(self, features: Features, state: tf.Tensor, training: bool) -> tf.Tensor:
+        raise NotImplementedError
+
+    # --- derived ------------------------------------------------------------------------------------
+
+    @property
+    def num_items(self) -> int:
+        return self.catalog.num_items
+
+    def item_index(self, item_ids: tf.Tensor) -> tf.Tensor:
+        """Item ids (string, any shape) -> int64 indices; unknown ids and ``""`` map to 0 (OOV)."""
+        return self.item_lookup(item_ids)
+
+    def query(self, features: Features) -> tf.Tensor:
+        """``[B, 4 d]`` query features from ``user_id [B]`` and ``history [B, L]``."""
+        history = features[schema.HISTORY]
+        return self.query_features(features[schema.USER_ID], self.item_index(history),
+                                   tf.not_equal(history, ""))
+
+    def scorer(self, features: Features, training: bool = False) -> Callable[[tf.Tensor], tf.Tensor]:
+        """``score_fn``: item ids ``[B, n]`` -> logits ``[B, n]`` of ``features``' users (user side computed once)."""
+        state = self.user_state(features, training=training)
+        return lambda item_ids: self.score_state(state, self.item_index(item_ids))
+
+    def score(self, user_features: Features, item_ids: tf.Tensor) -> tf.Tensor:
+        """Logits ``s(u, i)`` ``[B, n]`` of the users (``user_id``, ``history``) for ``item_ids [B, n]``."""
+        return self.scorer(user_features)(item_ids)
+
+    def score_all(self, user_features: Features) -> tf.Tensor:
+        """Logits ``[B, num_items + 1]`` against every item index (column 0 is the OOV slot)."""
+        return self.score_all_state(self.user_state(user_features))
+
+    def loss_terms(self, features: Features, training: bool = False) -> dict[str, tf.Tensor]:
+        """``rec_loss``, the regularizer's outputs and ``total_loss`` for one batch.
+
+        Batches without teacher features (validation, test) get the backbone's loss alone.
+        """
+        state = self.user_state(features, training=training)
+        terms = {REC_LOSS: self.rec_loss(features, state, training)}
+        if schema.TEACHER_PREF in features:
+            item_index = _memoized(self.item_index)
+            score_fn = lambda item_ids: self.score_state(state, item_index(item_ids))
+            terms.update(self.regularizer(features, score_fn=score_fn, item_index_fn=item_index, training=training))
+        else:
+            terms.update({key: tf.zeros([]) for key in regularizer_lib.OUTPUT_KEYS})
+        terms[TOTAL_LOSS] = (terms[REC_LOSS] + self.regularizer.teacher_lambda * terms[regularizer_lib.TEACHER_LOSS]
+                             + terms[regularizer_lib.GATE_LOSS])
+        return terms
+
+    def compute_loss(self, inputs: Features, training: bool = False) -> tf.Tensor:
+        """``L = rec_loss + teacher_lambda * teacher_loss + gate_loss``; updates one metric per term."""
+        terms = self.loss_terms(inputs, training=training)
+        for key, tracker in self._trackers.items():
+            tracker.update_state(terms[key])
+        return terms[TOTAL_LOSS]
+
+    @property
+    def metrics(self) -> list[tf.keras.metrics.Metric]:
+        return list(self._trackers.values())
+
+    def train_step(self, inputs: Features) -> dict[str, tf.Tensor]:
+        """One optimizer step on ``L`` (plus any layer losses).
+
+        The loss is a per-replica mean, so it is divided by the number of replicas: the optimizer sums
+        gradients over replicas, which then equals the gradient of the global batch mean.
+        """
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            loss = self.compute_loss(inputs, training=True)
+            if self.losses:
+                loss += tf.add_n(self.losses)
+            scaled = loss / replicas
+        variables = self.trainable_variables
+        gradients = tape.gradient(scaled, variables)
+        self.optimizer.apply_gradients((g, v) for g, v in zip(gradients, variables) if g is not None)
+        return {m.name: m.result() for m in self.metrics}
+
+    def test_step(self, inputs: Features) -> dict[str, tf.Tensor]:
+        self.compute_loss(inputs, training=False)
+        return {m.name: m.result() for m in self.metrics}
+
+    def build_variables(self, batch: Features) -> None:
+        """Creates every variable by running the objective once on ``batch`` (e.g. a placeholder batch).
+
+        Call it inside the distribution strategy's scope, before ``fit`` or ``load_weights``; metrics
+        are left untouched.
+        """
+        self.loss_terms(batch, training=False)
+        self.built = True
+
+
+def _memoized(item_index: Callable[[tf.Tensor], tf.Tensor]) -> Callable[[tf.Tensor], tf.Tensor]:
+    """``item_index`` that looks each tensor up once per step.
+
+    The regularizer indexes the same pair items several times per step, and string hash lookups are a
+    visible part of a CPU step.
+    """
+    cache: dict = {}
+
+    def lookup(item_ids: tf.Tensor) -> tf.Tensor:
+        key = item_ids.ref()
+        if key not in cache:
+            cache[key] = item_index(item_ids)
+        return cache[key]
+    return lookup

@@ -1,0 +1,58 @@
+"""The layout of a run folder, and how evaluation and export restore a trained model from it::
+
+    RUN_DIR/
+      config.json            the resolved TrainConfig (all that is needed to rebuild the model)
+      model/weights.*        final weights (TF checkpoint): the best validation epoch
+      history.json           per-epoch logs (losses, every regularizer term, validation metrics)
+      run.json               RunResult: best epoch, epochs trained, timings
+      logs/                  TensorBoard
+      checkpoints/epoch-NNN.*  weights after each epoch
+      backup/                BackupAndRestore state while training runs (deleted when it ends)
+      metrics*.json, per_user-*.npz   written by `tfrs-selreg evaluate`
+"""
+
+from __future__ import annotations
+
+import os
+
+from tfrs_selreg.data.prepared import PreparedData
+from tfrs_selreg.training import config as config_lib
+
+CONFIG_FILE = "config.json"
+HISTORY_FILE = "history.json"
+RUN_FILE = "run.json"
+MODEL_DIR = "model"
+WEIGHTS = os.path.join(MODEL_DIR, "weights")
+LOGS_DIR = "logs"
+CHECKPOINTS_DIR = "checkpoints"
+BACKUP_DIR = "backup"
+
+
+def checkpoint_path(run_dir: str, epoch: int) -> str:
+    """Weights after 1-based ``epoch`` (Keras' ``{epoch}`` in ``ModelCheckpoint`` paths is 1-based)."""
+    return os.path.join(run_dir, CHECKPOINTS_DIR, f"epoch-{epoch:03d}")
+
+
+def load_run(run_dir: str, prepared_dir: str | None = None):
+    """``(TrainConfig, model)`` of a finished run, the model holding its final weights.
+
+    ``prepared_dir`` overrides the prepared folder recorded in ``config.json`` (e.g. when the run was
+    copied to another machine).
+    """
+    import tensorflow as tf
+
+    from tfrs_selreg.models import build_model
+
+    config_path = os.path.join(run_dir, CONFIG_FILE)
+    if not tf.io.gfile.exists(config_path):
+        raise FileNotFoundError(f"{config_path} not found: {run_dir!r} is not a run folder of `tfrs-selreg train`.")
+    config = config_lib.load(config_path)
+    weights = os.path.join(run_dir, WEIGHTS)
+    if not tf.io.gfile.exists(weights + ".index"):
+        raise FileNotFoundError(f"{weights}.index not found: the run in {run_dir!r} did not finish "
+                                "(re-run `tfrs-selreg train` with the same --output to resume it).")
+    data = PreparedData(prepared_dir or config.prepared)
+    model = build_model(config.model, data, config.regularizer)
+    # Every variable of the model must come back; optimizer slots in the file are not needed.
+    model.load_weights(weights).assert_existing_objects_matched().expect_partial()
+    return config, model

@@ -1,0 +1,201 @@
+"""``tfrs-selreg train``: fit a backbone with a gate mode on a prepared folder.
+
+    tfrs-selreg train --prepared DIR --backbone {two_tower,dcn} --gate {none,global,pointwise,paper,reliability}
+        [--config FILE.yaml|json] [--seed N] [--epochs N] [--batch-size N] ... [--set key.path=value]
+        --output RUN_DIR [--strategy {default,mirrored,multi_worker}]
+
+The run is ``model.fit`` on the ``tf.data`` pipeline of the training split, with callbacks for
+
+- validation: full-ranking metrics on the validation split after every epoch (``val_recall@20``, ...);
+- early stopping on ``val_recall@20``, restoring the best epoch's weights;
+- ``BackupAndRestore``: a killed run started again with the same ``--output`` resumes after its last
+  finished epoch instead of epoch 0;
+- per-epoch checkpoints, TensorBoard logs and ``history.json``.
+
+The run folder layout is in :mod:`tfrs_selreg.training.run`; the final weights are the best validation
+epoch's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import time
+from typing import Any
+
+import tensorflow as tf
+import yaml
+
+from tfrs_selreg.data import input_fn, schema
+from tfrs_selreg.data.prepared import PreparedData
+from tfrs_selreg.evaluation.ranking import RankingEvaluator
+from tfrs_selreg.models import BACKBONES, build_model
+from tfrs_selreg.regularizer import GATE_MODES
+from tfrs_selreg.training import config as config_lib
+from tfrs_selreg.training import run as run_lib
+from tfrs_selreg.training import strategy as strategy_lib
+from tfrs_selreg.training.callbacks import HistoryWriter, ValidationRanking
+from tfrs_selreg.training.config import VALIDATION_METRIC, TrainConfig
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    """What a training run produced.
+
+    Attributes:
+      run_dir: this worker's run folder.
+      best_epoch: 1-based epoch of the best ``val_recall@20`` (the final weights).
+      best_validation: the validation metrics of that epoch.
+      epochs_completed: epochs in ``history.json`` (including those before a restart).
+      first_epoch: first epoch this process trained; above 1 when it resumed from a backup.
+      stopped_early: whether early stopping ended the run before ``epochs``.
+      train_seconds: wall time of ``fit`` in this process (validation included).
+      examples_per_second: training examples per second of ``fit`` in this process (validation included).
+    """
+
+    run_dir: str
+    best_epoch: int
+    best_validation: dict[str, float | None]
+    epochs_completed: int
+    first_epoch: int
+    stopped_early: bool
+    train_seconds: float
+    examples_per_second: float
+
+
+def train(config: TrainConfig, *, verbose: int = 1) -> RunResult:
+    """Trains ``config`` and writes its run folder; see the module docstring."""
+    if not config.prepared or not config.output:
+        raise ValueError("TrainConfig.prepared and TrainConfig.output are required (--prepared, --output).")
+    strategy = strategy_lib.make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy needs it
+    worker = strategy_lib.worker_info(strategy)
+    run_dir = strategy_lib.worker_output(config.output, worker)
+    tf.io.gfile.makedirs(run_dir)
+    tf.keras.utils.set_random_seed(config.seed)
+    config_lib.save(config, os.path.join(run_dir, run_lib.CONFIG_FILE))
+
+    data = PreparedData(config.prepared)
+    spec = schema.Schema.load(config.prepared)
+    train_examples = sum(len(user.train_items) for user in data.users())
+    steps = config.steps_per_epoch or max(1, math.ceil(train_examples / config.batch_size))
+    with strategy.scope():
+        model = build_model(config.model, data, config.regularizer)
+        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+
+    options = tf.data.Options()
+    # Shards are few and uneven; every worker reads them all and keeps its share of the batches.
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    dataset = input_fn.make_dataset(
+        config.prepared, "train", batch_size=config.batch_size, shuffle=True, seed=config.seed,
+        repeat=True, drop_remainder=True, shuffle_buffer=config.shuffle_buffer).with_options(options)
+
+    evaluator = RankingEvaluator(data, "val", spec.history_length, max_users=config.validation_max_users,
+                                 seed=config.seed)
+    history = HistoryWriter(os.path.join(run_dir, run_lib.HISTORY_FILE))
+    early_stopping = tf.keras.callbacks.EarlyStopping(
+        monitor=VALIDATION_METRIC, mode="max", patience=config.early_stopping_patience,
+        restore_best_weights=True, verbose=verbose)
+    callbacks = [
+        tf.keras.callbacks.BackupAndRestore(os.path.join(config.output, run_lib.BACKUP_DIR)),
+        ValidationRanking(evaluator),
+        history,
+        tf.keras.callbacks.ModelCheckpoint(
+            os.path.join(config.output, run_lib.CHECKPOINTS_DIR, "epoch-{epoch:03d}"), save_weights_only=True),
+        early_stopping,
+        tf.keras.callbacks.TensorBoard(os.path.join(run_dir, run_lib.LOGS_DIR), profile_batch=0),
+    ]
+    start = time.perf_counter()
+    model.fit(dataset, epochs=config.epochs, steps_per_epoch=steps, callbacks=callbacks, verbose=verbose)
+    seconds = time.perf_counter() - start
+
+    entries = history.history
+    if not entries:
+        raise RuntimeError(f"{run_dir}: training ended without a finished epoch; see the log above.")
+    best = max(entries, key=lambda e: -math.inf if e.get(VALIDATION_METRIC) is None else e[VALIDATION_METRIC])
+    first_epoch = history.first_epoch or config.epochs + 1
+    if best["epoch"] < first_epoch:
+        # The best epoch was trained before a restart, so EarlyStopping never held its weights.
+        model.load_weights(run_lib.checkpoint_path(config.output, best["epoch"])).expect_partial()
+    model.save_weights(os.path.join(run_dir, run_lib.WEIGHTS))
+
+    trained_epochs = len([e for e in entries if e["epoch"] >= first_epoch])
+    result = RunResult(
+        run_dir=run_dir,
+        best_epoch=int(best["epoch"]),
+        best_validation={k: v for k, v in best.items() if k.startswith("val_")},
+        epochs_completed=len(entries),
+        first_epoch=first_epoch,
+        stopped_early=early_stopping.stopped_epoch > 0,
+        train_seconds=seconds,
+        examples_per_second=trained_epochs * steps * config.batch_size / max(seconds, 1e-9),
+    )
+    with tf.io.gfile.GFile(os.path.join(run_dir, run_lib.RUN_FILE), "w") as f:
+        f.write(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
+    return result
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="tfrs-selreg train", description=__doc__.split("\n\n")[0])
+    p.add_argument("--prepared", help="prepared folder (`tfrs-selreg prepare` output)")
+    p.add_argument("--output", help="run folder (re-use it to resume a killed run)")
+    p.add_argument("--config", help="YAML or JSON file of TrainConfig fields")
+    p.add_argument("--backbone", choices=BACKBONES)
+    p.add_argument("--gate", choices=GATE_MODES)
+    p.add_argument("--teacher-lambda", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--learning-rate", type=float)
+    p.add_argument("--embedding-dim", type=int)
+    p.add_argument("--steps-per-epoch", type=int)
+    p.add_argument("--early-stopping-patience", type=int)
+    p.add_argument("--validation-max-users", type=int)
+    p.add_argument("--strategy", choices=strategy_lib.STRATEGIES)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any field by its dotted path, e.g. --set model.dcn.num_negatives=8 (YAML value)")
+    p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras fit verbosity")
+    return p
+
+
+# CLI flag -> dotted TrainConfig field.
+_FLAGS = {
+    "prepared": "prepared", "output": "output", "backbone": "model.backbone", "gate": "regularizer.gate",
+    "teacher_lambda": "regularizer.teacher_lambda", "seed": "seed", "epochs": "epochs",
+    "batch_size": "batch_size", "learning_rate": "learning_rate", "embedding_dim": "model.embedding_dim",
+    "steps_per_epoch": "steps_per_epoch", "early_stopping_patience": "early_stopping_patience",
+    "validation_max_users": "validation_max_users", "strategy": "strategy",
+}
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Defaults, then ``--config``, then ``--set`` overrides, then the named flags."""
+    overrides: dict[str, Any] = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. model.dcn.num_negatives=8.")
+        overrides[key] = yaml.safe_load(value)
+    overrides.update({field: getattr(args, flag) for flag, field in _FLAGS.items()
+                      if getattr(args, flag) is not None})
+    return config_lib.resolve(args.config, overrides)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except (OSError, TypeError, ValueError) as e:
+        print(f"tfrs-selreg train: {e}", file=sys.stderr)
+        return 2
+    result = train(config, verbose=args.verbose)
+    best = ", ".join(f"{k}={v:.4f}" for k, v in result.best_validation.items() if v is not None)
+    print(f"best epoch {result.best_epoch} of {result.epochs_completed}: {best}\nrun folder: {result.run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
