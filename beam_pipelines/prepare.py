@@ -35,6 +35,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
 import tfrs_selreg  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from beam_pipelines.options import add_flag
 from tfrs_selreg.data import examples as ex
 from tfrs_selreg.data import labels as labels_lib
 from tfrs_selreg.data import prepared, readers, schema
@@ -57,39 +58,38 @@ class PrepareOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--dataset", required=True, choices=sorted(readers.READERS),
-                            help="input format / reader")
-        parser.add_argument("--data-dir", dest="data_dir", default=None,
+        add_flag(parser, "--dataset", choices=sorted(readers.READERS), help="input format / reader (required)")
+        add_flag(parser, "--data-dir", dest="data_dir", default=None,
                             help="raw data folder (default for ml-latest-small: the bundled copy)")
-        parser.add_argument("--tfds-name", dest="tfds_name", default="movielens/100k-ratings",
+        add_flag(parser, "--tfds-name", dest="tfds_name", default="movielens/100k-ratings",
                             help="TFDS dataset for --dataset tfds")
-        parser.add_argument("--tfds-data-dir", dest="tfds_data_dir", default=None,
+        add_flag(parser, "--tfds-data-dir", dest="tfds_data_dir", default=None,
                             help="TFDS data dir holding the prepared dataset (no download)")
-        parser.add_argument("--output", required=True, help="output folder (local or gs://)")
-        parser.add_argument("--split", default=ex.SPLIT_LEAVE_LAST_OUT, choices=ex.SPLIT_MODES)
-        parser.add_argument("--temporal-val-fraction", dest="temporal_val_fraction", type=float,
+        add_flag(parser, "--output", help="output folder, local or gs:// (required)")
+        add_flag(parser, "--split", default=ex.SPLIT_LEAVE_LAST_OUT, choices=ex.SPLIT_MODES)
+        add_flag(parser, "--temporal-val-fraction", dest="temporal_val_fraction", type=float,
                             default=0.1, help="temporal split: share of interactions in validation")
-        parser.add_argument("--temporal-test-fraction", dest="temporal_test_fraction", type=float,
+        add_flag(parser, "--temporal-test-fraction", dest="temporal_test_fraction", type=float,
                             default=0.1, help="temporal split: share of interactions in test")
-        parser.add_argument("--min-rating", dest="min_rating", type=float, default=None,
+        add_flag(parser, "--min-rating", dest="min_rating", type=float, default=None,
                             help="keep only interactions with rating >= this as positives")
-        parser.add_argument("--history-length", dest="history_length", type=int, default=10,
+        add_flag(parser, "--history-length", dest="history_length", type=int, default=10,
                             help="L: training items in each example's history")
-        parser.add_argument("--cold-start-max-history", dest="cold_start_max_history", type=int,
+        add_flag(parser, "--cold-start-max-history", dest="cold_start_max_history", type=int,
                             default=3, help="users with at most this many training items are cold_start")
-        parser.add_argument("--long-tail-fraction", dest="long_tail_fraction", type=float, default=0.2,
+        add_flag(parser, "--long-tail-fraction", dest="long_tail_fraction", type=float, default=0.2,
                             help="bottom fraction of items by training popularity that is long_tail")
-        parser.add_argument("--cold-start-fraction", dest="cold_start_fraction", type=float,
+        add_flag(parser, "--cold-start-fraction", dest="cold_start_fraction", type=float,
                             default=0.0, help="simulate cold start: fraction of users keeping 1-3 "
                             "training items")
-        parser.add_argument("--teacher-pairs", dest="teacher_pairs", type=int, default=8,
+        add_flag(parser, "--teacher-pairs", dest="teacher_pairs", type=int, default=8,
                             help="P: teacher pairs per training example")
-        parser.add_argument("--probe-pairs", dest="probe_pairs", type=int, default=4,
+        add_flag(parser, "--probe-pairs", dest="probe_pairs", type=int, default=4,
                             help="Q: probe pairs per training example")
-        parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--max-error-fraction", dest="max_error_fraction", type=float,
+        add_flag(parser, "--seed", type=int, default=0)
+        add_flag(parser, "--max-error-fraction", dest="max_error_fraction", type=float,
                             default=0.01, help="fail when more rejected rows than this fraction")
-        parser.add_argument("--num-shards", dest="num_shards", type=int, default=2,
+        add_flag(parser, "--num-shards", dest="num_shards", type=int, default=2,
                             help="TFRecord shards per split")
 
 
@@ -652,6 +652,8 @@ def run(argv: Optional[list[str]] = None) -> dict:
         std.runner = "DirectRunner"  # Never let Beam pick (it would try to download Prism).
     options.view_as(SetupOptions).save_main_session = False
 
+    if not o.dataset or not o.output:
+        raise PrepareError("--dataset and --output are required (see tfrs-selreg prepare --help)")
     reader_options = {}
     if o.dataset == "tfds":
         reader_options = {"tfds_name": o.tfds_name, "tfds_data_dir": o.tfds_data_dir}
