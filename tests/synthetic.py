@@ -185,7 +185,8 @@ def _teacher_pairs(rng, allowed, liked, n, oracle):
 def _probe_pairs(rng, train, allowed, popular_pool, n, oracle):
     """``n`` rows ``(item_i, item_j, pref, confidence, truth)``: a training item against an unseen one."""
     seen = set(train)
-    unseen_popular = [i for i in popular_pool if i not in seen and i in allowed]
+    allowed_set = set(allowed)
+    unseen_popular = [i for i in popular_pool if i not in seen and i in allowed_set]
     unseen = [i for i in allowed if i not in seen]
     rows = []
     for _ in range(n):
