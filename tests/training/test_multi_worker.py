@@ -3,39 +3,22 @@ both workers train on their share of the batches and end with identical weights.
 """
 
 import json
-import os
 import socket
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
 from tests.synthetic import make_prepared
+from tests.training.processes import REPO, TRAIN, epochs
+from tests.training.processes import env as train_env
 from tfrs_selreg.training import run as run_lib
-
-REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TRAIN = [sys.executable, "-m", "tfrs_selreg.training.train"]
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     return make_prepared(str(tmp_path_factory.mktemp("prepared")), n_users=40, n_items=60, seed=4)
-
-
-def _env(**extra):
-    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    env.update(PYTHONPATH=REPO, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="2", **extra)
-    return env
-
-
-def _epochs(history_path):
-    try:
-        with open(history_path) as f:
-            return [e["epoch"] for e in json.load(f)]
-    except (OSError, ValueError):
-        return []
 
 
 def _free_ports(n):
@@ -61,7 +44,7 @@ def test_multi_worker_mirrored_workers_agree(prepared, tmp_path):
     args = TRAIN + ["--prepared", prepared, "--output", str(run_dir), "--backbone", "two_tower",
                     "--gate", "reliability", "--strategy", "multi_worker", "--epochs", "2", "--steps-per-epoch", "3",
                     "--batch-size", "32", "--embedding-dim", "8", "--verbose", "0"]
-    workers = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(
+    workers = [subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=train_env(
         TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}))) for i in range(2)]
     try:
         outputs = [w.communicate(timeout=300) for w in workers]
@@ -77,4 +60,4 @@ def test_multi_worker_mirrored_workers_agree(prepared, tmp_path):
     assert chief.keys() == other.keys() and len(chief) > 5
     for name in chief:
         np.testing.assert_array_equal(chief[name], other[name], err_msg=name)
-    assert _epochs(run_dir / run_lib.HISTORY_FILE) == _epochs(run_dir / "worker-1" / run_lib.HISTORY_FILE) == [1, 2]
+    assert epochs(run_dir / run_lib.HISTORY_FILE) == epochs(run_dir / "worker-1" / run_lib.HISTORY_FILE) == [1, 2]
