@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from tfrs_selreg.data import schema
-from tfrs_selreg.losses import pointwise_teacher_mse, selective_pairwise_hinge
+from tfrs_selreg.losses import budget_mask, pointwise_teacher_mse, selective_pairwise_hinge
 from tfrs_selreg.regularizer import (
     GATE_LOSS,
     GATE_MEAN,
@@ -111,12 +111,23 @@ class Backbone(tf.Module):
         return self.world.lookup(item_ids)
 
     def score_fn(self, users):
+        """``item_ids [B, n] -> [B, n]``: every slot of the batch's users."""
         user_vectors = tf.gather(self.users, users)
 
         def score_fn(item_ids):
             return tf.einsum("bd,bnd->bn", user_vectors, tf.gather(self.items, self.item_index(item_ids)))
 
         return score_fn
+
+    def pair_score_fn(self, users):
+        """``(rows [K], item_ids [K]) -> [K]``: the regularizer's view of the backbone."""
+        user_vectors = tf.gather(self.users, users)
+
+        def pair_score_fn(rows, item_ids):
+            items = tf.gather(self.items, self.item_index(item_ids))
+            return tf.reduce_sum(tf.gather(user_vectors, rows) * items, axis=-1)
+
+        return pair_score_fn
 
     def rec_loss(self, batch):
         """BPR on the probe pairs' known positives (the backbone's own loss)."""
@@ -142,7 +153,7 @@ def train(world, mode, teacher, steps, learning_rate, seed=0, trainable_backbone
     @tf.function
     def step(batch):
         with tf.GradientTape() as tape:
-            out = regularizer(batch, backbone.score_fn(batch["user"]), backbone.item_index)
+            out = regularizer(batch, backbone.pair_score_fn(batch["user"]), backbone.item_index)
             total = backbone.rec_loss(batch) + regularizer.teacher_lambda * out[TEACHER_LOSS] + out[GATE_LOSS]
         variables = list(backbone.trainable_variables) + regularizer.trainable_variables
         optimizer.apply_gradients(zip(tape.gradient(total, variables), variables))
@@ -155,7 +166,7 @@ def train(world, mode, teacher, steps, learning_rate, seed=0, trainable_backbone
 def weights_by_segment(world, backbone, regularizer, teacher, seed=123):
     """Mean pair weight over fresh pairs: all, cold-start users, the others."""
     batch = make_batch(world, teacher, np.random.default_rng(seed), batch_size=512)
-    weights = regularizer.pair_weights(batch, backbone.score_fn(batch["user"]), backbone.item_index).numpy()
+    weights = regularizer.pair_weights(batch, backbone.pair_score_fn(batch["user"]), backbone.item_index).numpy()
     cold = batch[schema.COLD_START].numpy() == 1
     return weights.mean(), weights[cold].mean(), weights[~cold].mean()
 
@@ -204,9 +215,9 @@ def _tape_gradients(world, mode):
     backbone = Backbone(world, 0, trainable=True)
     regularizer = _regularizer(world, gate=mode)
     batch = make_batch(world, "oracle", np.random.default_rng(0))
-    regularizer(batch, backbone.score_fn(batch["user"]), backbone.item_index)  # builds the gate
+    regularizer(batch, backbone.pair_score_fn(batch["user"]), backbone.item_index)  # builds the gate
     with tf.GradientTape(persistent=True) as tape:
-        out = regularizer(batch, backbone.score_fn(batch["user"]), backbone.item_index)
+        out = regularizer(batch, backbone.pair_score_fn(batch["user"]), backbone.item_index)
 
     def grad(key, variables):
         grads = tape.gradient(out[key], variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -232,11 +243,11 @@ def test_paper_gate_gradient_can_only_close_the_gate(world):
 
 
 def test_none_mode_never_scores(world):
-    def score_fn(item_ids):
-        raise AssertionError("score_fn must not be called in mode 'none'")
+    def never(*args):
+        raise AssertionError("mode 'none' must call neither the backbone nor the item index")
 
     batch = make_batch(world, "oracle", np.random.default_rng(0))
-    out = _regularizer(world, gate="none")(batch, score_fn, world.lookup)
+    out = _regularizer(world, gate="none")(batch, never, never)
     assert set(out) == set(OUTPUT_KEYS) and all(float(v) == 0.0 for v in out.values())
 
 
@@ -244,8 +255,9 @@ def test_none_mode_never_scores(world):
 def test_ungated_modes_match_the_pure_losses(world, mode):
     backbone = Backbone(world, 0, trainable=False)
     batch = make_batch(world, "oracle", np.random.default_rng(0), batch_size=8, pairs=4)
+    out = _regularizer(world, gate=mode, budget=1000)(batch, backbone.pair_score_fn(batch["user"]),
+                                                       backbone.item_index)
     score_fn = backbone.score_fn(batch["user"])
-    out = _regularizer(world, gate=mode, budget=1000)(batch, score_fn, backbone.item_index)
     s_i, s_j = score_fn(batch["teacher_item_i"]), score_fn(batch["teacher_item_j"])
     expected = (selective_pairwise_hinge(s_i, s_j, batch["teacher_pref"]) if mode == "global"
                 else pointwise_teacher_mse(s_i, s_j, batch["teacher_pref"]))
@@ -258,8 +270,121 @@ def test_budget_limits_teacher_pairs_per_batch(world):
     backbone = Backbone(world, 0, trainable=False)
     batch = make_batch(world, "oracle", np.random.default_rng(0), batch_size=8, pairs=4)
     regularizer = _regularizer(world, gate="global", budget=5)
-    out = regularizer(batch, backbone.score_fn(batch["user"]), backbone.item_index)
+    out = regularizer(batch, backbone.pair_score_fn(batch["user"]), backbone.item_index)
     assert float(out[TEACHER_PAIRS_KEPT]) == 5
+
+
+def _reference_gate(world, regularizer, batch, prefix, s_i, s_j):
+    """The gate of every ``[B, n]`` pair slot, from the formulas of the module docstring in numpy."""
+    kernel, bias = (v.numpy() for v in regularizer.gate.trainable_variables)
+    sigmoid = lambda z: 1.0 / (1.0 + np.exp(-z))
+    uncertainty = lambda z: 1.0 - np.abs(2.0 * sigmoid(z) - 1.0)
+    history = batch[schema.HISTORY_LENGTH].numpy().astype(np.float64)[:, None] * np.ones_like(s_i)
+    cold = (history <= COLD_START_MAX_HISTORY).astype(np.float64)
+    popularity = np.asarray(world.popularity, np.float64)
+    log_popularity = np.log1p(popularity) / np.log1p(popularity.max())
+    index_i, index_j = (world.lookup(batch[f"{prefix}_item_{side}"]).numpy() for side in "ij")
+    tail = np.asarray(world.long_tail, np.float64)
+    if regularizer.config.gate == "paper":
+        gate = lambda index, s: sigmoid(np.stack([cold, tail[index], uncertainty(s)], -1) @ kernel[:, 0] + bias[0])
+        return 0.5 * (gate(index_i, s_i) + gate(index_j, s_j))
+    pop_i, pop_j = log_popularity[index_i], log_popularity[index_j]
+    features = np.stack([cold, np.log1p(history) / np.log1p(1000), 0.5 * (tail[index_i] + tail[index_j]),
+                         0.5 * (pop_i + pop_j), np.abs(pop_i - pop_j), uncertainty(s_i - s_j),
+                         batch[f"{prefix}_confidence"].numpy()], -1)
+    return features @ kernel[:, 0] + bias[0]  # logits: sigmoid gives the gate
+
+
+def _budget_test_batch(world):
+    """A small batch with padding, ties and distinct confidences."""
+    batch = dict(make_batch(world, "oracle", np.random.default_rng(3), batch_size=6, pairs=4, probes=5))
+    rng = np.random.default_rng(4)
+    for prefix in ("teacher", "probe"):
+        pref = batch[f"{prefix}_pref"].numpy().copy()
+        pref[rng.uniform(size=pref.shape) < 0.2] = 0.5
+        mask = (rng.uniform(size=pref.shape) < 0.8).astype(np.float32)
+        batch[f"{prefix}_pref"] = tf.constant(pref)
+        batch[f"{prefix}_confidence"] = tf.constant(np.abs(2 * pref - 1))
+        batch[f"{prefix}_mask"] = tf.constant(mask)
+    return batch
+
+
+@pytest.mark.parametrize("mode", ["global", "pointwise", "paper", "reliability"])
+@pytest.mark.parametrize("budget", [1000, 5])
+def test_budget_first_equals_scoring_every_pair_then_masking(world, mode, budget):
+    """Scoring only the kept pairs gives the loss of scoring every slot and masking the budget afterwards."""
+    backbone = Backbone(world, 0, trainable=False)
+    batch = _budget_test_batch(world)
+    regularizer = _regularizer(world, gate=mode, budget=budget, probe_budget=1000)
+    pair_score_fn = backbone.pair_score_fn(batch["user"])
+    regularizer(batch, pair_score_fn, backbone.item_index)  # builds the gate
+    if regularizer.gate is not None:
+        kernel, bias = regularizer.gate.trainable_variables
+        kernel.assign(np.random.default_rng(5).normal(0, 2, kernel.shape))
+        bias.assign([0.3])
+    out = regularizer(batch, pair_score_fn, backbone.item_index)
+
+    score_fn = backbone.score_fn(batch["user"])
+    s_i, s_j = (score_fn(batch[f"teacher_item_{side}"]).numpy() for side in "ij")
+    pref = batch["teacher_pref"].numpy()
+    real = batch["teacher_mask"].numpy() > 0
+    candidates = real if mode == "pointwise" else real & (pref != 0.5)
+    kept = budget_mask(candidates, batch["teacher_confidence"], budget).numpy()
+    weights = np.ones_like(s_i)
+    if mode == "paper":
+        weights = _reference_gate(world, regularizer, batch, "teacher", s_i, s_j)
+    elif mode == "reliability":
+        weights = np.maximum(0.0, 2.0 / (1.0 + np.exp(-_reference_gate(world, regularizer, batch, "teacher", s_i,
+                                                                          s_j))) - 1.0)
+    expected = (pointwise_teacher_mse(s_i, s_j, pref, mask=kept) if mode == "pointwise"
+                else selective_pairwise_hinge(s_i, s_j, pref, pair_weights=weights, mask=kept))
+    assert float(out[TEACHER_PAIRS_KEPT]) == kept.sum() == min(budget, candidates.sum())
+    assert float(out[TEACHER_LOSS]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(out[PAIR_WEIGHT_MEAN]) == pytest.approx(weights[kept].mean(), rel=1e-5)
+    all_weights = regularizer.pair_weights(batch, pair_score_fn, backbone.item_index).numpy()
+    ordered = real & (pref != 0.5)
+    np.testing.assert_allclose(all_weights, np.where(ordered, weights, 0.0), rtol=1e-5, atol=1e-6)
+    if mode == "reliability":
+        p_i, p_j = (score_fn(batch[f"probe_item_{side}"]).numpy() for side in "ij")
+        logits = _reference_gate(world, regularizer, batch, "probe", p_i, p_j)
+        probe_pref = batch["probe_pref"].numpy()
+        probe_ordered = (batch["probe_mask"].numpy() > 0) & (probe_pref != 0.5)
+        labels = ((probe_pref > 0.5) == (batch["probe_truth"].numpy() > 0.5)).astype(np.float64)
+        cross_entropy = np.maximum(logits, 0) - logits * labels + np.log1p(np.exp(-np.abs(logits)))
+        assert float(out[GATE_LOSS]) == pytest.approx(cross_entropy[probe_ordered].mean(), rel=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["global", "pointwise", "paper", "reliability"])
+def test_backbone_scores_only_the_kept_teacher_pairs_and_the_probe_budget(world, mode):
+    backbone = Backbone(world, 0, trainable=False)
+    batch = make_batch(world, "oracle", np.random.default_rng(0), batch_size=16, pairs=4, probes=4)
+    calls = []
+
+    def pair_score_fn(rows, item_ids):
+        calls.append((rows.shape[0], item_ids.shape[0]))
+        return backbone.pair_score_fn(batch["user"])(rows, item_ids)
+
+    out = _regularizer(world, gate=mode, budget=5, probe_budget=3)(batch, pair_score_fn, backbone.item_index)
+    assert calls == ([(10, 10), (6, 6)] if mode == "reliability" else [(10, 10)])
+    assert float(out[TEACHER_PAIRS_KEPT]) == 5
+
+
+def test_probe_subset_is_random_and_seeded(world):
+    """With fewer probes scored than the batch holds, the gate loss is a seeded random estimate."""
+    backbone = Backbone(world, 0, trainable=False)
+    batch = make_batch(world, "oracle", np.random.default_rng(0), batch_size=16, pairs=4, probes=4)
+    regularizer = _regularizer(world, gate="reliability", probe_budget=3)
+    regularizer(batch, backbone.pair_score_fn(batch["user"]), backbone.item_index)
+    kernel, _ = regularizer.gate.trainable_variables
+    kernel.assign(np.random.default_rng(5).normal(0, 2, kernel.shape))
+
+    def gate_losses(seed):
+        tf.keras.utils.set_random_seed(seed)
+        return [float(regularizer(batch, backbone.pair_score_fn(batch["user"]), backbone.item_index)[GATE_LOSS])
+                for _ in range(4)]
+
+    assert gate_losses(1) == gate_losses(1)
+    assert len(set(gate_losses(1))) > 1
 
 
 @pytest.mark.parametrize("mode", GATE_MODES)
@@ -273,7 +398,7 @@ def test_every_mode_handles_a_batch_without_pairs(world, mode, slots):
     @tf.function
     def step(batch):
         with tf.GradientTape() as tape:
-            out = regularizer(batch, backbone.score_fn(batch["user"]), backbone.item_index)
+            out = regularizer(batch, backbone.pair_score_fn(batch["user"]), backbone.item_index)
             total = out[TEACHER_LOSS] + out[GATE_LOSS]
         variables = list(backbone.trainable_variables) + regularizer.trainable_variables
         return out, tape.gradient(total, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
@@ -295,6 +420,8 @@ def test_config_validation():
         RegularizerConfig(margin=0.0)
     with pytest.raises(ValueError, match="budget"):
         RegularizerConfig(budget=0)
+    with pytest.raises(ValueError, match="probe_budget"):
+        RegularizerConfig(probe_budget=0)
     with pytest.raises(ValueError, match="gate_hidden_units"):
         RegularizerConfig(gate_hidden_units=-2)
     with pytest.raises(ValueError, match="initial_gate"):

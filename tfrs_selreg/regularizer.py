@@ -2,10 +2,10 @@
 
 A backbone trains on ``L = L_rec + teacher_lambda * teacher_loss + gate_loss``. This layer computes the
 last two terms from the batch's training-only teacher and probe pairs (``tfrs_selreg.data.schema``),
-calling back the backbone only through ``score_fn`` (its logits for the batch's users against item ids),
+calling back the backbone only through ``pair_score_fn`` (its logits for ``(batch row, item)`` pairs),
 so any backbone (two-tower retrieval, DCNv2, ...) uses it unchanged. Gate modes (docs/method.md, 5):
 
-- ``none``: the backbone alone; all terms are 0 and ``score_fn`` is never called.
+- ``none``: the backbone alone; all terms are 0 and ``pair_score_fn`` is never called.
 - ``global``: every teacher pair has weight 1 (ungated pairwise distillation).
 - ``pointwise``: the paper's pointwise ablation, ``sigmoid(s)`` regressed to the teacher, ungated.
 - ``paper``: the published gate, per user-item ``a(u,i) = sigmoid(w . [Cold(u), Tail(i), q(u,i)] + b)``
@@ -27,9 +27,16 @@ Reliability-gate features, each scaled to about [0, 1] (``RELIABILITY_FEATURES``
 (``1 - |2 sigmoid(s_i - s_j) - 1|``, stop-gradient) and ``teacher_confidence``. None of them says which
 item the teacher preferred, so a gate cannot pass the data's popularity prior off as reliability.
 
-Shared by all modes: the pair budget keeps the ``budget`` real teacher pairs with the largest
-``teacher_confidence`` per batch (ordered pairs for the hinge; all real pairs for ``pointwise``, whose
-0.5 labels are targets too); probes with ``probe_pref = 0.5`` are left out of the gate loss and of
+Cost: the pair budget depends on the teacher's confidence alone, so it is applied *before* scoring: the
+``budget`` real teacher pairs with the largest ``teacher_confidence`` per batch (ordered pairs for the
+hinge; all real pairs for ``pointwise``, whose 0.5 labels are targets too; at least one when any
+exists) are gathered to flat ``[K]`` tensors and only their ``2 K`` items are scored, gated and put in
+the loss. The reliability gate's cross-entropy uses at most ``probe_budget`` ordered probes per batch,
+a uniformly random subset (TensorFlow's global seed, e.g. ``tf.keras.utils.set_random_seed``): an
+unbiased estimate of the mean over all probes. Probe scores only feed the stop-gradient uncertainty
+feature, so they cost one forward pass and no backward pass.
+
+Also shared by all modes: probes with ``probe_pref = 0.5`` are left out of the gate loss and of
 ``probe_accuracy`` (a tie creates no teacher pair either); the cold-start flag is computed from
 ``history_length`` and ``cold_start_max_history`` (the batch's ``cold_start`` is not read), so a run can
 vary ``tau_u`` without preparing the data again.
@@ -71,8 +78,12 @@ PROBE_ACCURACY = "probe_accuracy"
 TEACHER_PAIRS_KEPT = "teacher_pairs_kept"
 OUTPUT_KEYS = (TEACHER_LOSS, GATE_LOSS, PAIR_WEIGHT_MEAN, GATE_MEAN, PROBE_ACCURACY, TEACHER_PAIRS_KEPT)
 
-ScoreFn = Callable[[tf.Tensor], tf.Tensor]
+PairScoreFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 ItemIndexFn = Callable[[tf.Tensor], tf.Tensor]
+
+# Batch features of one pair kind: (item_i, item_j, pref, confidence).
+_TEACHER_KEYS = (schema.TEACHER_ITEM_I, schema.TEACHER_ITEM_J, schema.TEACHER_PREF, schema.TEACHER_CONFIDENCE)
+_PROBE_KEYS = (schema.PROBE_ITEM_I, schema.PROBE_ITEM_J, schema.PROBE_PREF, schema.PROBE_CONFIDENCE)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +95,9 @@ class RegularizerConfig:
       teacher_lambda: ``lambda`` in ``L = L_rec + lambda * teacher_loss + gate_loss`` (paper: 0.1).
       margin: ``m`` of the hinge ``max(0, m - o (s_i - s_j))``.
       budget: ``K``, teacher pairs kept per batch (the most confident ones); the paper leaves it open.
+        Only the kept pairs are scored, so the regularizer's cost grows with ``K``, not with the batch.
+      probe_budget: ordered probe pairs per batch in the reliability gate's cross-entropy (a random
+        subset when the batch has more); each costs a forward pass of the backbone on two items.
       gate_hidden_units: width of the gate's hidden ReLU layer; 0 is the paper's linear gate.
       initial_gate: the gate's value before training. In ``reliability`` mode 0.5 means weight
         ``2 * 0.5 - 1 = 0``: the teacher is not used until the probes show it beats chance.
@@ -93,6 +107,7 @@ class RegularizerConfig:
     teacher_lambda: float = 0.1
     margin: float = 1.0
     budget: int = 512
+    probe_budget: int = 256
     gate_hidden_units: int = 0
     initial_gate: float = 0.5
 
@@ -107,11 +122,20 @@ class RegularizerConfig:
         if not (isinstance(self.budget, int) and self.budget >= 1):
             raise ValueError(
                     f"RegularizerConfig.budget (pairs per batch) must be an int >= 1, got {self.budget!r}.")
+        if not (isinstance(self.probe_budget, int) and self.probe_budget >= 1):
+            raise ValueError("RegularizerConfig.probe_budget (probe pairs per batch) must be an int >= 1, got "
+                             f"{self.probe_budget!r}.")
         if not (isinstance(self.gate_hidden_units, int) and self.gate_hidden_units >= 0):
             raise ValueError(
                     f"RegularizerConfig.gate_hidden_units must be an int >= 0, got {self.gate_hidden_units!r}.")
         if not 0.0 < self.initial_gate < 1.0:
             raise ValueError(f"RegularizerConfig.initial_gate must be in (0, 1), got {self.initial_gate}.")
+
+
+def _mean(values: tf.Tensor) -> tf.Tensor:
+    """The mean of a 1-D tensor, 0 when it is empty (no NaN, no NaN gradient)."""
+    values = tf.cast(values, tf.float32)
+    return tf.math.divide_no_nan(tf.reduce_sum(values), tf.cast(tf.size(values), tf.float32))
 
 
 def _masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
@@ -140,15 +164,17 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
     Call args:
       batch: the training-only teacher and probe features of ``tfrs_selreg.data.schema`` (``[B, P]`` and
         ``[B, Q]``) plus ``history_length`` ``[B]``.
-      score_fn: ``item_ids [B, n] (string) -> logits [B, n]``, the backbone's scores of the batch's users.
+      pair_score_fn: ``(rows int [K], item_ids string [K]) -> logits [K]``, the backbone's score of item
+        ``item_ids[k]`` for the user of batch row ``rows[k]`` (e.g. ``RecommenderModel.pair_scorer``).
       item_index_fn: ``item_ids -> int`` indices into ``item_popularity`` and ``long_tail``.
 
     Returns:
       A dict of scalars (``OUTPUT_KEYS``): ``teacher_loss`` (``L_teacher``, not multiplied by lambda),
       ``gate_loss`` (probe cross-entropy, ``reliability`` only), ``pair_weight_mean`` and ``gate_mean``
-      (mean pair weight and mean gate value over the batch's real ordered teacher pairs; ``gate_mean`` is 0
-      without a gate), ``probe_accuracy`` (the teacher's accuracy on the batch's ordered probes) and
-      ``teacher_pairs_kept`` (pairs in the hinge after the budget). Mode ``none`` returns zeros.
+      (mean pair weight and mean gate value over the kept teacher pairs, the only ones scored;
+      ``gate_mean`` is 0 without a gate), ``probe_accuracy`` (the teacher's accuracy on all the batch's
+      ordered probes) and ``teacher_pairs_kept`` (pairs in the teacher loss after the budget). Mode
+      ``none`` returns zeros.
     """
 
     def __init__(self, config: RegularizerConfig, item_popularity: Sequence[int], long_tail: Sequence[int],
@@ -182,102 +208,103 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
     def teacher_lambda(self) -> float:
         return self.config.teacher_lambda
 
-    def call(self, batch: Mapping[str, tf.Tensor], score_fn: ScoreFn, item_index_fn: ItemIndexFn,
+    def call(self, batch: Mapping[str, tf.Tensor], pair_score_fn: PairScoreFn, item_index_fn: ItemIndexFn,
              training: Any = None) -> dict[str, tf.Tensor]:
         zero = tf.zeros([], tf.float32)
         if self.config.gate == "none":
             return {key: zero for key in OUTPUT_KEYS}
         pref = tf.cast(batch[schema.TEACHER_PREF], tf.float32)
         real = tf.cast(batch[schema.TEACHER_MASK], tf.float32) > 0
-        ordered = real & tf.not_equal(pref, 0.5)
-        confidence = tf.cast(batch[schema.TEACHER_CONFIDENCE], tf.float32)
-        terms = self._terms(batch, score_fn, item_index_fn)
+        candidates = real if self.config.gate == "pointwise" else real & tf.not_equal(pref, 0.5)
+        kept = budget_mask(candidates, batch[schema.TEACHER_CONFIDENCE], self.config.budget)
+        pairs = _gather_pairs(batch, _TEACHER_KEYS, tf.where(kept))
+        scores_i, scores_j = _score_pairs(pair_score_fn, pairs)
+        weights, gates = self._weights(batch, pairs, scores_i, scores_j, item_index_fn)
         if self.config.gate == "pointwise":
-            kept = budget_mask(real, confidence, self.config.budget)
-            teacher_loss = pointwise_teacher_mse(terms.scores_i, terms.scores_j, pref, mask=kept)
+            teacher_loss = pointwise_teacher_mse(scores_i, scores_j, pairs.pref)
         else:
-            kept = budget_mask(ordered, confidence, self.config.budget)
-            teacher_loss = selective_pairwise_hinge(
-                    terms.scores_i, terms.scores_j, pref, pair_weights=terms.weights, mask=kept,
-                    margin=self.config.margin)
+            teacher_loss = selective_pairwise_hinge(scores_i, scores_j, pairs.pref, pair_weights=weights,
+                                                    margin=self.config.margin)
         probe_ordered, probe_correct = _probe_outcomes(batch)
+        gate_loss = (self._gate_loss(batch, probe_ordered, probe_correct, pair_score_fn, item_index_fn)
+                     if self.config.gate == "reliability" else zero)
         return {
                 TEACHER_LOSS: tf.cast(teacher_loss, tf.float32),
-                GATE_LOSS: zero if terms.gate_loss is None else terms.gate_loss,
-                PAIR_WEIGHT_MEAN: _masked_mean(terms.weights, ordered),
-                GATE_MEAN: zero if terms.gates is None else _masked_mean(terms.gates, ordered),
+                GATE_LOSS: gate_loss,
+                PAIR_WEIGHT_MEAN: _mean(weights),
+                GATE_MEAN: zero if gates is None else _mean(gates),
                 PROBE_ACCURACY: _masked_mean(probe_correct, probe_ordered),
-                TEACHER_PAIRS_KEPT: tf.reduce_sum(tf.cast(kept, tf.float32)),
+                TEACHER_PAIRS_KEPT: tf.cast(tf.size(pairs.pref), tf.float32),
         }
 
-    def pair_weights(self, batch: Mapping[str, tf.Tensor], score_fn: ScoreFn,
+    def pair_weights(self, batch: Mapping[str, tf.Tensor], pair_score_fn: PairScoreFn,
                      item_index_fn: ItemIndexFn) -> tf.Tensor:
-        """The weight of every teacher pair slot ``[B, P]``, 0 on padding and ties (for diagnostics)."""
-        if self.config.gate == "none":
-            return tf.zeros_like(tf.cast(batch[schema.TEACHER_PREF], tf.float32))
+        """The weight of every teacher pair slot ``[B, P]``, 0 on padding and ties (for diagnostics).
+
+        Scores every ordered pair, without budget: not for the training step.
+        """
         pref = tf.cast(batch[schema.TEACHER_PREF], tf.float32)
+        if self.config.gate == "none":
+            return tf.zeros_like(pref)
         ordered = (tf.cast(batch[schema.TEACHER_MASK], tf.float32) > 0) & tf.not_equal(pref, 0.5)
-        weights = self._terms(batch, score_fn, item_index_fn).weights
-        return tf.where(ordered, weights, tf.zeros_like(weights))
+        positions = tf.where(ordered)
+        pairs = _gather_pairs(batch, _TEACHER_KEYS, positions)
+        weights, _ = self._weights(batch, pairs, *_score_pairs(pair_score_fn, pairs), item_index_fn)
+        return tf.scatter_nd(positions, weights, tf.shape(pref, out_type=tf.int64))
 
-    def _terms(self, batch: Mapping[str, tf.Tensor], score_fn: ScoreFn, item_index_fn: ItemIndexFn) -> _Terms:
-        """Scores of the teacher pairs, their weights and, per gate mode, the gate values and gate loss."""
-        items_i, items_j = batch[schema.TEACHER_ITEM_I], batch[schema.TEACHER_ITEM_J]
-        history_length = tf.cast(tf.reshape(batch[schema.HISTORY_LENGTH], [-1, 1]), tf.float32)
-        cold_start = tf.cast(history_length <= self.cold_start_max_history, tf.float32)
-        if self.config.gate == "reliability":
-            return self._reliability_terms(batch, score_fn, item_index_fn, cold_start, history_length)
-        scores_i, scores_j = _split(score_fn(tf.concat([items_i, items_j], axis=1)), [items_i, items_j])
-        if self.config.gate != "paper":
-            return _Terms(scores_i, scores_j, tf.ones_like(scores_i))
-        # The published gate: per (user, item), trained jointly through the pair weight.
-        cold = cold_start * tf.ones_like(scores_i)
-        tail_i, _ = self._item_features(items_i, item_index_fn)
-        tail_j, _ = self._item_features(items_j, item_index_fn)
-        gate_i = self.gate(tf.stack([cold, tail_i, _uncertainty(scores_i)], axis=-1))
-        gate_j = self.gate(tf.stack([cold, tail_j, _uncertainty(scores_j)], axis=-1))
-        weights = 0.5 * (gate_i + gate_j)
-        return _Terms(scores_i, scores_j, weights, gates=weights)
+    def _weights(self, batch: Mapping[str, tf.Tensor], pairs: _Pairs, scores_i: tf.Tensor, scores_j: tf.Tensor,
+                 item_index_fn: ItemIndexFn) -> tuple[tf.Tensor, tf.Tensor | None]:
+        """Weights ``[K]`` of the teacher pairs and, with a gate, the gate values behind them."""
+        if self.config.gate in ("global", "pointwise"):
+            return tf.ones_like(scores_i), None
+        if self.config.gate == "paper":
+            # The published gate: per (user, item), trained jointly through the pair weight.
+            cold_start, _ = self._user_features(batch, pairs.rows)
+            tail_i, tail_j = tf.split(self._item_features(pairs.items, item_index_fn)[0], 2)
+            gate_i = self.gate(tf.stack([cold_start, tail_i, _uncertainty(scores_i)], axis=-1))
+            gate_j = self.gate(tf.stack([cold_start, tail_j, _uncertainty(scores_j)], axis=-1))
+            weights = 0.5 * (gate_i + gate_j)
+            return weights, weights
+        gates = tf.stop_gradient(self.gate(self._pair_features(batch, pairs, scores_i, scores_j, item_index_fn)))
+        return tf.nn.relu(2.0 * gates - 1.0), gates
 
-    def _reliability_terms(self, batch: Mapping[str, tf.Tensor], score_fn: ScoreFn, item_index_fn: ItemIndexFn,
-                           cold_start: tf.Tensor, history_length: tf.Tensor) -> _Terms:
-        """Weights ``stop_gradient(max(0, 2a - 1))`` and the gate's cross-entropy on the probes."""
-        items = [batch[schema.TEACHER_ITEM_I], batch[schema.TEACHER_ITEM_J],
-                 batch[schema.PROBE_ITEM_I], batch[schema.PROBE_ITEM_J]]
-        # One backbone call for teacher and probe items; probe scores only feed the stop-gradient features.
-        scores = _split(score_fn(tf.concat(items, axis=1)), items)
-        user = (cold_start, tf.math.log1p(history_length) / math.log1p(HISTORY_SCALE))
-        teacher_features = self._pair_features(
-                user, items[0], items[1], scores[0], scores[1], batch[schema.TEACHER_CONFIDENCE], item_index_fn)
-        probe_features = self._pair_features(
-                user, items[2], items[3], scores[2], scores[3], batch[schema.PROBE_CONFIDENCE], item_index_fn)
-        gates = tf.stop_gradient(self.gate(teacher_features))
-        probe_ordered, probe_correct = _probe_outcomes(batch)
-        probe_logits = self.gate(probe_features, return_logits=True)
-        gate_loss = _masked_mean(
-                tf.nn.sigmoid_cross_entropy_with_logits(labels=probe_correct, logits=probe_logits), probe_ordered)
-        return _Terms(scores[0], scores[1], tf.nn.relu(2.0 * gates - 1.0), gates=gates, gate_loss=gate_loss)
+    def _gate_loss(self, batch: Mapping[str, tf.Tensor], probe_ordered: tf.Tensor, probe_correct: tf.Tensor,
+                   pair_score_fn: PairScoreFn, item_index_fn: ItemIndexFn) -> tf.Tensor:
+        """The reliability gate's cross-entropy on at most ``probe_budget`` random ordered probes."""
+        chosen = budget_mask(probe_ordered, tf.random.uniform(tf.shape(probe_ordered)), self.config.probe_budget)
+        positions = tf.where(chosen)
+        probes = _gather_pairs(batch, _PROBE_KEYS, positions)
+        # Probe scores only feed the stop-gradient uncertainty feature: no backward pass through them.
+        scores_i, scores_j = (tf.stop_gradient(s) for s in _score_pairs(pair_score_fn, probes))
+        logits = self.gate(self._pair_features(batch, probes, scores_i, scores_j, item_index_fn), return_logits=True)
+        labels = tf.gather_nd(probe_correct, positions)
+        return _mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
 
-    def _pair_features(self, user: tuple[tf.Tensor, tf.Tensor], items_i: tf.Tensor, items_j: tf.Tensor,
-                       scores_i: tf.Tensor, scores_j: tf.Tensor, confidence: tf.Tensor,
-                       item_index_fn: ItemIndexFn) -> tf.Tensor:
-        """``RELIABILITY_FEATURES`` of pairs ``[B, n]`` as ``[B, n, 7]``: symmetric in ``i`` and ``j``."""
-        cold_start, log_history = user
-        tail_i, pop_i = self._item_features(items_i, item_index_fn)
-        tail_j, pop_j = self._item_features(items_j, item_index_fn)
-        broadcast = tf.ones_like(pop_i)
+    def _pair_features(self, batch: Mapping[str, tf.Tensor], pairs: _Pairs, scores_i: tf.Tensor,
+                       scores_j: tf.Tensor, item_index_fn: ItemIndexFn) -> tf.Tensor:
+        """``RELIABILITY_FEATURES`` of pairs ``[K]`` as ``[K, 7]``: symmetric in ``i`` and ``j``."""
+        cold_start, log_history = self._user_features(batch, pairs.rows)
+        tail, popularity = self._item_features(pairs.items, item_index_fn)
+        tail_i, tail_j = tf.split(tail, 2)
+        pop_i, pop_j = tf.split(popularity, 2)
         return tf.stack([
-                cold_start * broadcast,
-                log_history * broadcast,
+                cold_start,
+                log_history,
                 0.5 * (tail_i + tail_j),
                 0.5 * (pop_i + pop_j),
                 tf.abs(pop_i - pop_j),
                 _uncertainty(scores_i - scores_j),
-                tf.cast(confidence, tf.float32),
+                pairs.confidence,
         ], axis=-1)
 
+    def _user_features(self, batch: Mapping[str, tf.Tensor], rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        """``Cold(u)`` and ``log(1 + |H(u)|) / log(1 + HISTORY_SCALE)`` of the users of batch rows, float ``[K]``."""
+        history_length = tf.gather(tf.cast(tf.reshape(batch[schema.HISTORY_LENGTH], [-1]), tf.float32), rows)
+        cold_start = tf.cast(history_length <= self.cold_start_max_history, tf.float32)
+        return cold_start, tf.math.log1p(history_length) / math.log1p(HISTORY_SCALE)
+
     def _item_features(self, items: tf.Tensor, item_index_fn: ItemIndexFn) -> tuple[tf.Tensor, tf.Tensor]:
-        """``Tail(i)`` and ``log(1 + pop(i)) / log(1 + max pop)`` of item ids, float ``[B, n]`` each."""
+        """``Tail(i)`` and ``log(1 + pop(i)) / log(1 + max pop)`` of item ids, float, shaped like ``items``."""
         index = tf.cast(item_index_fn(items), tf.int32)
         return tf.gather(self._tail, index), tf.gather(self._log_popularity, index)
 
@@ -297,20 +324,30 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
 
 
 @dataclasses.dataclass(frozen=True)
-class _Terms:
-    """Per-pair tensors ``[B, P]`` of one batch; ``gates`` and ``gate_loss`` exist only with a gate."""
+class _Pairs:
+    """Pairs gathered from a batch's ``[B, n]`` pair slots to flat tensors, ``K`` pairs.
 
-    scores_i: tf.Tensor
-    scores_j: tf.Tensor
-    weights: tf.Tensor
-    gates: tf.Tensor | None = None
-    gate_loss: tf.Tensor | None = None
+    ``items`` holds the ``K`` first items followed by the ``K`` second items, so that one backbone call
+    and one item-index lookup serve both sides.
+    """
+
+    rows: tf.Tensor
+    items: tf.Tensor
+    pref: tf.Tensor
+    confidence: tf.Tensor
 
 
-def _split(scores: tf.Tensor, parts: Sequence[tf.Tensor]) -> list[tf.Tensor]:
-    """Splits ``score_fn``'s ``[B, sum n_k]`` logits back into the ``[B, n_k]`` parts it was called on."""
-    sizes = tf.stack([tf.shape(part)[1] for part in parts])
-    return [tf.cast(s, tf.float32) for s in tf.split(scores, sizes, axis=1, num=len(parts))]
+def _gather_pairs(batch: Mapping[str, tf.Tensor], keys: tuple[str, str, str, str], positions: tf.Tensor) -> _Pairs:
+    """The pairs at ``positions`` (int ``[K, 2]`` of ``(row, slot)``) of the pair features ``keys``."""
+    item_i, item_j, pref, confidence = (tf.gather_nd(batch[key], positions) for key in keys)
+    return _Pairs(rows=positions[:, 0], items=tf.concat([item_i, item_j], axis=0),
+                  pref=tf.cast(pref, tf.float32), confidence=tf.cast(confidence, tf.float32))
+
+
+def _score_pairs(pair_score_fn: PairScoreFn, pairs: _Pairs) -> list[tf.Tensor]:
+    """``s(u, i)`` and ``s(u, j)`` ``[K]`` of the pairs, from one ``pair_score_fn`` call on ``2 K`` items."""
+    scores = pair_score_fn(tf.concat([pairs.rows, pairs.rows], axis=0), pairs.items)
+    return tf.split(tf.cast(scores, tf.float32), 2)
 
 
 def _probe_outcomes(batch: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:

@@ -68,7 +68,7 @@ def pair_diagnostics(model, prepared_dir: str, *, batch_size: int = 1024,
         user = model.query_features.user_lookup(batch[schema.USER_ID]).numpy()
         history_length = batch[schema.HISTORY_LENGTH].numpy()
         cold = batch[schema.COLD_START].numpy().astype(bool)
-        weights = (model.regularizer.pair_weights(batch, model.scorer(batch), model.item_index).numpy()
+        weights = (model.regularizer.pair_weights(batch, model.pair_scorer(batch), model.item_index).numpy()
                    if gated else None)
         for rows, prefix, mask_key, extra in (
                 (teacher, "teacher", schema.TEACHER_MASK, weights),

@@ -1,21 +1,24 @@
 """The base of every backbone: one scoring function and the S-LLMR objective around it.
 
-A backbone defines three things (in the spirit of ``tfrs.Model``, where a model only supplies
+A backbone defines four things (in the spirit of ``tfrs.Model``, where a model only supplies
 ``compute_loss``):
 
 - ``user_state(features)``: what it computes once per user of a batch (a query embedding, or the user
   half of a ranking model's input);
 - ``score_state(state, item_index [B, n])``: logits ``s(u, i)`` of those users against ``n`` items each;
+- ``pair_score_state(state, rows [K], item_index [K])``: logits ``[K]`` of ``K`` (batch row, item) pairs,
+  each row's state gathered, so that a few pairs of a large batch cost a few pairs, not ``B x n``;
 - ``rec_loss(features, state, training)``: its own loss ``L_rec`` on the batch's positives.
 
-From these the base class derives :meth:`score` (used by the regularizer, the evaluator and the
-exporter), :meth:`score_all` (all items for a batch of users) and the objective
+From these the base class derives :meth:`score` (used by the evaluator and the exporter),
+:meth:`score_all` (all items for a batch of users), :meth:`pair_scorer` (used by the regularizer) and the
+objective
 
     L = rec_loss + teacher_lambda * teacher_loss + gate_loss
 
 where the last two terms come from :class:`~tfrs_selreg.regularizer.SelectiveRegularizer`, which only
-sees the backbone through ``score_fn``. Every term is a metric of its own in ``fit``'s logs. Item ids map
-to indices through one ``StringLookup`` over ``vocab/items.txt`` (index 0 is the OOV slot, see
+sees the backbone through ``pair_score_fn``. Every term is a metric of its own in ``fit``'s logs. Item ids
+map to indices through one ``StringLookup`` over ``vocab/items.txt`` (index 0 is the OOV slot, see
 :mod:`tfrs_selreg.models.catalog`).
 """
 
@@ -71,6 +74,9 @@ class RecommenderModel(tfrs.Model):
     def score_state(self, state: tf.Tensor, item_index: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
 
+    def pair_score_state(self, state: tf.Tensor, rows: tf.Tensor, item_index: tf.Tensor) -> tf.Tensor:
+        raise NotImplementedError
+
     def score_all_state(self, state: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
 
@@ -94,9 +100,18 @@ class RecommenderModel(tfrs.Model):
                                    tf.not_equal(history, ""))
 
     def scorer(self, features: Features, training: bool = False) -> Callable[[tf.Tensor], tf.Tensor]:
-        """``score_fn``: item ids ``[B, n]`` -> logits ``[B, n]`` of ``features``' users (user side computed once)."""
+        """Item ids ``[B, n]`` -> logits ``[B, n]`` of ``features``' users (user side computed once)."""
         state = self.user_state(features, training=training)
         return lambda item_ids: self.score_state(state, self.item_index(item_ids))
+
+    def pair_scorer(self, features: Features, training: bool = False) -> regularizer_lib.PairScoreFn:
+        """``pair_score_fn``: ``(rows int [K], item_ids string [K]) -> logits [K]``.
+
+        ``logits[k] = s(u, item_ids[k])`` for the user ``u`` of ``features``' row ``rows[k]``. The user side
+        is computed once for the batch; each pair gathers its row's state.
+        """
+        state = self.user_state(features, training=training)
+        return lambda rows, item_ids: self.pair_score_state(state, rows, self.item_index(item_ids))
 
     def score(self, user_features: Features, item_ids: tf.Tensor) -> tf.Tensor:
         """Logits ``s(u, i)`` ``[B, n]`` of the users (``user_id``, ``history``) for ``item_ids [B, n]``."""
@@ -115,8 +130,9 @@ class RecommenderModel(tfrs.Model):
         terms = {REC_LOSS: self.rec_loss(features, state, training)}
         if schema.TEACHER_PREF in features:
             item_index = _memoized(self.item_index)
-            score_fn = lambda item_ids: self.score_state(state, item_index(item_ids))
-            terms.update(self.regularizer(features, score_fn=score_fn, item_index_fn=item_index, training=training))
+            pair_score_fn = lambda rows, item_ids: self.pair_score_state(state, rows, item_index(item_ids))
+            terms.update(self.regularizer(features, pair_score_fn=pair_score_fn, item_index_fn=item_index,
+                                          training=training))
         else:
             terms.update({key: tf.zeros([]) for key in regularizer_lib.OUTPUT_KEYS})
         terms[TOTAL_LOSS] = (terms[REC_LOSS] + self.regularizer.teacher_lambda * terms[regularizer_lib.TEACHER_LOSS]
@@ -168,8 +184,8 @@ class RecommenderModel(tfrs.Model):
 def _memoized(item_index: Callable[[tf.Tensor], tf.Tensor]) -> Callable[[tf.Tensor], tf.Tensor]:
     """``item_index`` that looks each tensor up once per step.
 
-    The regularizer indexes the same pair items several times per step, and string hash lookups are a
-    visible part of a CPU step.
+    The regularizer looks up the same pair items for its gate features and for scoring, and string hash
+    lookups are a visible part of a CPU step.
     """
     cache: dict = {}
 

@@ -60,6 +60,9 @@ class TwoTowerModel(RecommenderModel):
     def score_state(self, state: tf.Tensor, item_index: tf.Tensor) -> tf.Tensor:
         return tf.einsum("bd,bnd->bn", state, self.item_embedding_from_index(item_index))
 
+    def pair_score_state(self, state: tf.Tensor, rows: tf.Tensor, item_index: tf.Tensor) -> tf.Tensor:
+        return tf.reduce_sum(tf.gather(state, rows) * self.item_embedding_from_index(item_index), axis=-1)
+
     def score_all_state(self, state: tf.Tensor) -> tf.Tensor:
         return tf.linalg.matmul(state, self.all_item_embeddings(), transpose_b=True)
 
