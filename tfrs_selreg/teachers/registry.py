@@ -16,6 +16,7 @@ TEACHERS = {
     "embedding": ("tfrs_selreg.teachers.embedding", "embedding"),
     "llama-cpp": ("tfrs_selreg.teachers.llama_cpp_teacher", "llama"),
     "openai": ("tfrs_selreg.teachers.openai_teacher", "all"),
+    "random": ("tfrs_selreg.teachers.random_teacher", "all"),
 }
 
 # The constructor option that names the model, where it is not ``model`` (``--model`` maps to it).
