@@ -122,18 +122,28 @@ class RankingEvaluator:
         out[rows[inside] - start, cols[inside]] = True
         return out
 
+    def scores(self, model, start: int, stop: int) -> np.ndarray:
+        """``[stop - start, num_items]`` logits of users ``start:stop`` against the whole catalog.
+
+        Column ``k`` is the item on line ``k`` of ``vocab/items.txt`` (the model's OOV column 0 is dropped).
+        """
+        return model.score_all({
+            schema.USER_ID: tf.constant(self.user_ids[start:stop].astype(str)),
+            schema.HISTORY: tf.constant(self.histories[start:stop].astype(str)),
+        }).numpy()[:, 1:]  # column 0 is the OOV slot, never a candidate
+
+    def masks(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(held_out, excluded)``: boolean ``[stop - start, num_items]`` masks of users ``start:stop``."""
+        return self._dense(self._positives, start, stop), self._dense(self._excluded, start, stop)
+
     def evaluate(self, model, *, ks: Sequence[int] = KS, batch_users: int = 256,
                  segments: Sequence[str] = SEGMENTS) -> dict[str, SegmentResult]:
         """Ranks every item for every user with ``model.score_all``; per-user values by segment."""
         parts = {name: [] for name in segments}
         for start in range(0, self.num_users, batch_users):
             stop = min(start + batch_users, self.num_users)
-            scores = model.score_all({
-                schema.USER_ID: tf.constant(self.user_ids[start:stop].astype(str)),
-                schema.HISTORY: tf.constant(self.histories[start:stop].astype(str)),
-            }).numpy()[:, 1:]  # column 0 is the OOV slot, never a candidate
-            positives = self._dense(self._positives, start, stop)
-            excluded = self._dense(self._excluded, start, stop)
+            scores = self.scores(model, start, stop)
+            positives, excluded = self.masks(start, stop)
             rows = np.arange(start, stop)
             overall = metrics.ranking_metrics(scores, positives, excluded, ks)
             if OVERALL in parts:
