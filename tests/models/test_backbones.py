@@ -128,3 +128,30 @@ def test_dcn_loss_is_binary_cross_entropy_on_sampled_negatives(data, batch):
     loss = model.rec_loss(batch, model.user_state(batch), training=True).numpy()
     # Untrained logits are near 0, so each term is near log 2.
     assert 0.3 < loss < 1.5
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("teacher_gradient", ["user", "all"])
+def test_teacher_gradient_scope(backbone, teacher_gradient, data, batch):
+    """``teacher_gradient="user"``: the teacher loss reaches item-id rows only through the users' histories.
+
+    With ``"all"`` it also reaches the rows of the teacher pairs' items.
+    """
+    from tfrs_selreg.regularizer import TEACHER_LOSS, RegularizerConfig
+
+    tf.keras.utils.set_random_seed(0)
+    model = build_model(ModelConfig(backbone=backbone, **SMALL), data,
+                        RegularizerConfig(gate="global", teacher_gradient=teacher_gradient))
+    model.loss_terms(batch, training=True)  # builds every variable
+    table = model.item_features.id_embedding.embeddings
+    with tf.GradientTape() as tape:
+        teacher_loss = model.loss_terms(batch, training=True)[TEACHER_LOSS]
+    assert float(teacher_loss) > 0
+    grad = tf.convert_to_tensor(tape.gradient(teacher_loss, table)).numpy()
+    moved = set(np.flatnonzero(np.abs(grad).sum(axis=1) > 0))
+    history = set(model.item_index(batch[schema.HISTORY]).numpy().ravel()) - {0}
+    assert moved & history
+    if teacher_gradient == "user":
+        assert moved <= history
+    else:
+        assert moved - history

@@ -74,7 +74,9 @@ class RecommenderModel(tfrs.Model):
     def score_state(self, state: tf.Tensor, item_index: tf.Tensor) -> tf.Tensor:
         raise NotImplementedError
 
-    def pair_score_state(self, state: tf.Tensor, rows: tf.Tensor, item_index: tf.Tensor) -> tf.Tensor:
+    def pair_score_state(self, state: tf.Tensor, rows: tf.Tensor, item_index: tf.Tensor,
+                         item_gradient: bool = True) -> tf.Tensor:
+        """Logits ``[K]`` of (batch row, item) pairs; ``item_gradient=False`` holds the item side constant."""
         raise NotImplementedError
 
     def score_all_state(self, state: tf.Tensor) -> tf.Tensor:
@@ -130,7 +132,9 @@ class RecommenderModel(tfrs.Model):
         terms = {REC_LOSS: self.rec_loss(features, state, training)}
         if schema.TEACHER_PREF in features:
             item_index = _memoized(self.item_index)
-            pair_score_fn = lambda rows, item_ids: self.pair_score_state(state, rows, item_index(item_ids))
+            item_gradient = self.regularizer.config.teacher_gradient == "all"
+            pair_score_fn = lambda rows, item_ids: self.pair_score_state(state, rows, item_index(item_ids),
+                                                                         item_gradient=item_gradient)
             terms.update(self.regularizer(features, pair_score_fn=pair_score_fn, item_index_fn=item_index,
                                           training=training))
         else:

@@ -67,9 +67,13 @@ class DCNModel(RecommenderModel):
     def score_state(self, state: tf.Tensor, item_index: tf.Tensor) -> tf.Tensor:
         return self.pair_logits(state[:, None, :], self.item_features(item_index))
 
-    def pair_score_state(self, state: tf.Tensor, rows: tf.Tensor, item_index: tf.Tensor) -> tf.Tensor:
+    def pair_score_state(self, state: tf.Tensor, rows: tf.Tensor, item_index: tf.Tensor,
+                         item_gradient: bool = True) -> tf.Tensor:
         # One cross-network pass per pair: [1, K, D] inputs, each pair with its own row's user input.
-        return self.pair_logits(tf.gather(state, rows)[None], self.item_features(item_index)[None])[0]
+        items = self.item_features(item_index)
+        if not item_gradient:
+            items = tf.stop_gradient(items)
+        return self.pair_logits(tf.gather(state, rows)[None], items[None])[0]
 
     def score_all_state(self, state: tf.Tensor) -> tf.Tensor:
         items = self.item_features(tf.range(self.num_items + 1))[None]

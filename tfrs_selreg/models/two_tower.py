@@ -60,8 +60,12 @@ class TwoTowerModel(RecommenderModel):
     def score_state(self, state: tf.Tensor, item_index: tf.Tensor) -> tf.Tensor:
         return tf.einsum("bd,bnd->bn", state, self.item_embedding_from_index(item_index))
 
-    def pair_score_state(self, state: tf.Tensor, rows: tf.Tensor, item_index: tf.Tensor) -> tf.Tensor:
-        return tf.reduce_sum(tf.gather(state, rows) * self.item_embedding_from_index(item_index), axis=-1)
+    def pair_score_state(self, state: tf.Tensor, rows: tf.Tensor, item_index: tf.Tensor,
+                         item_gradient: bool = True) -> tf.Tensor:
+        items = self.item_embedding_from_index(item_index)
+        if not item_gradient:
+            items = tf.stop_gradient(items)
+        return tf.reduce_sum(tf.gather(state, rows) * items, axis=-1)
 
     def score_all_state(self, state: tf.Tensor) -> tf.Tensor:
         return tf.linalg.matmul(state, self.all_item_embeddings(), transpose_b=True)
