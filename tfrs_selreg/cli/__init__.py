@@ -6,6 +6,7 @@
     evaluate  sliced full-ranking metrics of a run                 (tfrs_selreg.evaluation.evaluate)
     export    SavedModel for TF Serving                            (tfrs_selreg.export)
     run       the whole flow end to end                            (tfrs_selreg.cli.run)
+    experiment  backbones x methods x seeds -> results.md/csv      (tfrs_selreg.cli.experiment)
 
 Each subcommand forwards its arguments to the stage's own ``main(argv)``, so
 ``tfrs-selreg prepare --help`` and ``python -m beam_pipelines.prepare --help`` show the same flags.
@@ -27,12 +28,13 @@ COMMANDS = {
     "evaluate": ("tfrs_selreg.evaluation.evaluate", "full-ranking metrics by segment"),
     "export": ("tfrs_selreg.export.exporter", "SavedModel for TF Serving"),
     "run": ("tfrs_selreg.cli.run", "the whole flow end to end on one dataset"),
+    "experiment": ("tfrs_selreg.cli.experiment", "backbones x methods x seeds on one dataset -> tables"),
 }
 
 
 def _usage() -> str:
     lines = ["usage: tfrs-selreg COMMAND [options]   (tfrs-selreg COMMAND --help for its flags)", ""]
-    lines += [f"  {name:<9} {desc}" for name, (_, desc) in COMMANDS.items()]
+    lines += [f"  {name:<10} {desc}" for name, (_, desc) in COMMANDS.items()]
     return "\n".join(lines)
 
 

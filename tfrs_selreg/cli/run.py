@@ -5,9 +5,10 @@
 
 Every stage is called through its own ``main``-level entry with the exact argument list that is also
 written to ``report.md`` as a shell command, so the report's commands reproduce the run. A stage
-whose output is complete (its final file exists) is skipped, so re-running a killed ``run`` resumes;
-``--force`` redoes everything. Outputs go to ``RUNS_DIR/RUN_ID/`` and the export to
-``saved_models/MODEL_NAME/VERSION/``.
+whose output is complete and was made by the same command from the same inputs is skipped (its
+``stage-COMMAND.json`` record, see :mod:`tfrs_selreg.cli.stages`), so re-running a killed ``run``
+resumes and a changed config redoes only what it changes; ``--force`` redoes everything. Outputs go
+to ``RUNS_DIR/RUN_ID/`` and the export to ``saved_models/MODEL_NAME/VERSION/``.
 
 The config file (YAML or JSON) holds :class:`RunConfig` fields; see ``tfrs_selreg/configs/``.
 """
@@ -19,7 +20,6 @@ import dataclasses
 import json
 import logging
 import os
-import shlex
 import sys
 import time
 from typing import Any, Optional
@@ -27,6 +27,8 @@ from typing import Any, Optional
 import yaml
 
 import tfrs_selreg  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from tfrs_selreg.cli import stages
+from tfrs_selreg.cli.stages import Stage, StageRunner
 from tfrs_selreg.regularizer import GATE_MODES
 
 
@@ -99,38 +101,37 @@ def load_config(path: Optional[str], overrides: dict[str, Any]) -> RunConfig:
 
 
 def _flags(args: dict[str, Any]) -> list[str]:
+    """``{"epochs": 3, "set": ["a=1", "b=2"]}`` -> ``--epochs 3 --set a=1 --set b=2`` (a list repeats the flag;
+    ``True``/``False`` give ``--key``/``--no-key``; ``None`` leaves the flag out)."""
     out: list[str] = []
     for key, value in args.items():
-        if isinstance(value, bool):
-            out.append(f"--{key}" if value else f"--no-{key}")
-        else:
-            out += [f"--{key}", str(value)]
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if item is None:
+                continue
+            if isinstance(item, bool):
+                out.append(f"--{key}" if item else f"--no-{key}")
+            else:
+                out += [f"--{key}", str(item)]
     return out
 
 
 class Workflow:
-    """Runs the stages of one :class:`RunConfig`, recording each command for the report."""
+    """Runs the stages of one :class:`RunConfig`, recording each command for the report.
+
+    Stages are cached by :class:`tfrs_selreg.cli.stages.StageRunner`: one is skipped only when its outputs
+    exist and were made by the same command from the same upstream outputs.
+    """
 
     def __init__(self, config: RunConfig, force: bool = False):
         self.config = config
         self.force = force
-        self.commands: list[str] = []
-        self.timings: dict[str, float] = {}
+        self.runner = StageRunner(force=force)
+        self.commands = self.runner.commands
+        self.timings = self.runner.timings
 
-    def _stage(self, title: str, command: str, argv: list[str], done_file: str, fn) -> bool:
-        """Runs one stage unless ``done_file`` exists; returns whether it ran."""
-        self.commands.append(shlex.join(["tfrs-selreg", command, *argv]))
-        if not self.force and os.path.exists(done_file):
-            print(f"[run] {title}: done already ({done_file}), skipped", flush=True)
-            return False
-        print(f"[run] {title}: tfrs-selreg {command} {shlex.join(argv)}", flush=True)
-        start = time.perf_counter()
-        code = fn(argv)
-        self.timings[title] = time.perf_counter() - start
-        if code:
-            raise RuntimeError(f"stage {title!r} failed (exit {code}); command: {self.commands[-1]}")
-        print(f"[run] {title}: finished in {self.timings[title]:.0f} s", flush=True)
-        return True
+    def _stage(self, stage: Stage) -> bool:
+        """Runs one stage unless it is done for the same argv and inputs; returns whether it ran."""
+        return self.runner.run(stage)
 
     def run(self) -> dict[str, Any]:
         from beam_pipelines import prepare, score
@@ -145,35 +146,47 @@ class Workflow:
         base = os.path.join(root, "prepared-base")
         labels = os.path.join(root, "labels")
         joined = os.path.join(root, "prepared")
-        self._stage("prepare", "prepare", data_args + ["--output", base] + _flags(c.prepare_args)
-                    + list(c.beam_args), os.path.join(base, "schema.json"), prepare.main)
-        self._stage("score", "score", ["--prepared", base, "--teacher", c.teacher, "--output", labels]
-                    + _flags(c.score_args) + list(c.beam_args), os.path.join(labels, "manifest.json"),
-                    score.main)
-        self._stage("join labels", "prepare", data_args + ["--output", joined, "--labels", labels]
-                    + _flags(c.prepare_args) + list(c.beam_args), os.path.join(joined, "schema.json"),
-                    prepare.main)
-        runs = {}
+        prepare_base = Stage("prepare", "prepare", data_args + ["--output", base] + _flags(c.prepare_args)
+                             + list(c.beam_args), os.path.join(base, "schema.json"), prepare.main,
+                             adopt=stages.prepare_outputs_match)
+        self._stage(prepare_base)
+        scored = Stage("score", "score", ["--prepared", base, "--teacher", c.teacher, "--output", labels]
+                       + _flags(c.score_args) + list(c.beam_args), os.path.join(labels, "manifest.json"),
+                       score.main, after=[prepare_base], adopt=stages.score_outputs_match)
+        self._stage(scored)
+        join = Stage("join labels", "prepare", data_args + ["--output", joined, "--labels", labels]
+                     + _flags(c.prepare_args) + list(c.beam_args), os.path.join(joined, "schema.json"),
+                     prepare.main, after=[scored], adopt=stages.prepare_outputs_match)
+        self._stage(join)
+        runs, trained = {}, {}
         for gate in c.gates:
             for seed in c.seeds:
                 run_dir = os.path.join(root, "train", f"{c.backbone}-{gate}-seed{seed}")
                 runs[(gate, seed)] = run_dir
-                self._stage(f"train {gate} seed {seed}", "train",
-                            ["--prepared", joined, "--backbone", c.backbone, "--gate", gate, "--seed", str(seed),
-                             "--output", run_dir] + _flags(c.train_args),
-                            os.path.join(run_dir, "run.json"), train.main)
-                self._stage(f"evaluate {gate} seed {seed}", "evaluate", ["--run", run_dir, "--split", "test"],
-                            os.path.join(run_dir, "metrics.json"), evaluate.main)
+                trained[(gate, seed)] = fit = Stage(
+                    f"train {gate} seed {seed}", "train",
+                    ["--prepared", joined, "--backbone", c.backbone, "--gate", gate, "--seed", str(seed),
+                     "--output", run_dir] + _flags(c.train_args),
+                    os.path.join(run_dir, "run.json"), train.main, after=[join], adopt=stages.train_outputs_match)
+                self._stage(fit)
+                self._stage(Stage(f"evaluate {gate} seed {seed}", "evaluate", ["--run", run_dir, "--split", "test"],
+                                  os.path.join(run_dir, "metrics.json"), evaluate.main, after=[fit],
+                                  adopt=stages.evaluate_outputs_match))
         export_path = None
         if c.export_gate:
             model_name = c.model_name or c.name
             export_run = runs[(c.export_gate, c.seeds[0])]
             marker = os.path.join(export_run, "exported.json")
             argv = ["--run", export_run, "--model-name", model_name, "--base", c.saved_models]
-            if self._stage(f"export {c.export_gate}", "export", argv, marker, exporter.main):
+
+            def write_marker() -> None:
                 version = exporter.version_numbers(os.path.join(c.saved_models, model_name))[-1]
                 with open(marker, "w", encoding="utf-8") as f:
                     json.dump({"path": os.path.join(c.saved_models, model_name, str(version))}, f)
+
+            self._stage(Stage(f"export {c.export_gate}", "export", argv, marker, exporter.main,
+                              after=[trained[(c.export_gate, c.seeds[0])]], adopt=stages.marker_matches,
+                              on_done=write_marker))
             with open(marker, encoding="utf-8") as f:
                 export_path = json.load(f)["path"]
         return {"runs": runs, "export_path": export_path, "prepared": joined, "labels": labels}
