@@ -400,6 +400,8 @@ def test_experiment_command_end_to_end_and_cached(tmp_path, capsys):
     assert text in out
     assert "made by: `tfrs-selreg experiment --config" in text and "## two_tower" in text
     assert "| reliability | AUC |" in text and "### cold_start" in text
+    for plot in ("two_tower-test_metrics_by_segment.png", "two_tower-gate_weight_by_bins.png"):
+        assert f"](plots/{plot})" in text and (root / "plots" / plot).stat().st_size > 10_000
     with open(root / "results.csv") as f:
         table = list(csv.DictReader(f))
     # (3 metrics x none) + (3 metrics + gate weight) x reliability, per segment

@@ -72,13 +72,15 @@ def group_stats(values: Sequence[float]) -> tuple[float, float, int]:
     return float(np.mean(finite)), float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0, len(finite)
 
 
-def segment_metrics(metrics: Mapping[RunKey, dict], out_dir: str, name: str = "test_metrics_by_segment") -> str:
+def segment_metrics(metrics: Mapping[RunKey, dict], out_dir: str, name: str = "test_metrics_by_segment",
+                    what: str = "gate") -> str:
     """Test AUC, Recall@20 and NDCG@20 by segment, one bar per gate mode (grouped bars, one panel per metric).
 
     x: the segments ``overall``, ``cold_start`` and ``long_tail`` (with their user counts); y: the
     metric (mean over the segment's users, from each run's ``metrics.json``). With several seeds per
     gate a bar is the mean over seeds and its error bar one sample standard deviation; the legend
-    gives the number of seeds. A segment without users has no bar.
+    gives the number of seeds. A segment without users has no bar. ``what`` names the first element of a
+    run key in legends (``gate`` in a run's report, ``method`` in an experiment's).
     """
     keys = list(metrics)
     gates = _gates(keys)
@@ -101,7 +103,7 @@ def segment_metrics(metrics: Mapping[RunKey, dict], out_dir: str, name: str = "t
             suffix = f" (mean ± s.d., {n} seeds)" if show_err else f" (seed {seeds[gate][0][1]})"
             ax.bar(x + offset, np.nan_to_num(means), width, color=colours[gate],
                    yerr=np.nan_to_num(stds) if show_err else None, capsize=3, error_kw={"elinewidth": 1},
-                   label=f"gate {gate}{suffix}")
+                   label=f"{what} {gate}{suffix}")
             for k, (mean, std) in enumerate(zip(means, stds)):
                 if math.isfinite(mean):
                     ax.annotate(f"{mean:.3f}", (x[k] + offset, mean + (std if show_err else 0.0)), xytext=(0, 2),
@@ -115,9 +117,11 @@ def segment_metrics(metrics: Mapping[RunKey, dict], out_dir: str, name: str = "t
         ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)  # error bars may pass 1; the labels need room
         ax.grid(axis="y", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=len(handles), frameon=False, bbox_to_anchor=(0.5, -0.02))
-    fig.suptitle("Test metrics by segment and gate mode (full-catalog ranking)", fontsize=13)
-    fig.tight_layout(rect=(0, 0.06, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(handles), 4), frameon=False,
+               bbox_to_anchor=(0.5, -0.02))
+    fig.suptitle(f"Test metrics by segment and {'gate mode' if what == 'gate' else what} (full-catalog ranking)",
+                 fontsize=13)
+    fig.tight_layout(rect=(0, 0.06 * math.ceil(len(handles) / 4), 1, 1))
     return _save(fig, out_dir, name)
 
 
@@ -127,7 +131,7 @@ def _bin_start(label: str) -> float:
 
 
 def gate_weight_by_bins(metrics: Mapping[RunKey, dict], out_dir: str,
-                        name: str = "gate_weight_by_bins") -> str | None:
+                        name: str = "gate_weight_by_bins", what: str = "gate") -> str | None:
     """Mean gate weight of the teacher pairs by bins of user history length and of item popularity.
 
     Left: x is the user's history length ``|H(u)|`` (training interactions), binned as in
@@ -135,7 +139,7 @@ def gate_weight_by_bins(metrics: Mapping[RunKey, dict], out_dir: str,
     pair's less popular item (``diagnostics.gate.by_popularity``). y: the mean weight the trained gate
     gives a teacher pair (0: ignored, 1: full weight). One line per run whose gate is not ``none``; the
     tick labels carry the number of training pairs in each bin (of the first gated run). Returns
-    ``None`` when no run has gate diagnostics.
+    ``None`` when no run has gate diagnostics. ``what``: as in :func:`segment_metrics`.
     """
     gated = {key: m["diagnostics"]["gate"] for key, m in metrics.items()
              if key[0] != "none" and (m.get("diagnostics") or {}).get("gate")}
@@ -156,7 +160,7 @@ def gate_weight_by_bins(metrics: Mapping[RunKey, dict], out_dir: str,
             rows = [b for b in gate.get(field, []) if _finite(b.get("mean_weight"))]
             line, marker = styles[key[1]]
             ax.plot([position[b["bin"]] for b in rows], [b["mean_weight"] for b in rows], linestyle=line,
-                    marker=marker, color=colours[key[0]], label=f"gate {key[0]}, seed {key[1]}", alpha=0.9)
+                    marker=marker, color=colours[key[0]], label=f"{what} {key[0]}, seed {key[1]}", alpha=0.9)
         pairs = {b["bin"]: b["pairs"] for b in gated[keys[0]].get(field, [])}
         ax.set_xticks(range(len(bins)), [f"{b}\n{pairs[b]:,} pairs" if b in pairs else b for b in bins], fontsize=8)
         ax.set_xlabel(xlabel)

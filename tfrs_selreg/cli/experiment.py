@@ -63,6 +63,21 @@ def header(experiment: Experiment, command: str, missing: list[str]) -> list[str
     return lines
 
 
+def draw_plots(root: str, outputs: list[results.RunOutput]) -> str:
+    """Per backbone: test metrics by segment (mean ± s.d. over seeds per method) and gate weight by
+    history-length/popularity bins, as PNGs in ``ROOT/plots/``; returns the markdown that shows them."""
+    from tfrs_selreg import plots
+
+    lines = []
+    for backbone in dict.fromkeys(o.backbone for o in outputs):
+        metrics = {(o.method, o.seed): o.metrics for o in outputs if o.backbone == backbone}
+        out_dir = os.path.join(root, "plots")
+        drawn = [plots.segment_metrics(metrics, out_dir, name=f"{backbone}-test_metrics_by_segment", what="method"),
+                 plots.gate_weight_by_bins(metrics, out_dir, name=f"{backbone}-gate_weight_by_bins", what="method")]
+        lines += [f"![{backbone}: {os.path.basename(p)[:-4]}](plots/{os.path.basename(p)})" for p in drawn if p]
+    return "\n## Plots\n\n" + "\n\n".join(lines) + "\n" if lines else ""
+
+
 def aggregate(experiment: Experiment, command: str) -> str:
     """Reads every evaluated run, writes ``results.md`` and ``results.csv``; returns the markdown."""
     c = experiment.config
@@ -75,7 +90,7 @@ def aggregate(experiment: Experiment, command: str) -> str:
     rows = results.aggregate(outputs, dataset=c.dataset, baseline=c.baseline,
                              gates={m.name: m.gate for m in c.methods},
                              teachers={m.name: c.teacher_of(m) for m in c.methods})
-    text = results.to_markdown(rows, header(experiment, command, missing))
+    text = results.to_markdown(rows, header(experiment, command, missing)) + draw_plots(c.root, outputs)
     os.makedirs(c.root, exist_ok=True)
     with open(os.path.join(c.root, "results.md"), "w", encoding="utf-8") as f:
         f.write(text)
