@@ -1,6 +1,10 @@
 """``tfrs-selreg evaluate``: sliced full-ranking metrics of a trained run.
 
     tfrs-selreg evaluate --run RUN_DIR [--split test] [--prepared DIR]
+    tfrs-selreg evaluate --reference {popularity,embedding-teacher} --prepared DIR --output DIR
+
+``--reference`` ranks with an untrained reference (:mod:`tfrs_selreg.evaluation.reference`) instead of a
+run, with the same exclusions, segments and output files (no diagnostics).
 
 Restores the run's model (``tfrs_selreg.training.run.load_run``), ranks the whole catalog for every
 user of the split (:mod:`tfrs_selreg.evaluation.ranking`) and writes to the run folder:
@@ -33,7 +37,7 @@ import tensorflow as tf
 
 from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import PreparedData
-from tfrs_selreg.evaluation import diagnostics
+from tfrs_selreg.evaluation import diagnostics, reference
 from tfrs_selreg.evaluation.ranking import KS, SEGMENTS, USER_ID_KEY, RankingEvaluator
 from tfrs_selreg.training import run as run_lib
 
@@ -59,7 +63,25 @@ def evaluate(run_dir: str, split: str = "test", *, prepared_dir: str | None = No
     result.update({name: segments[name].summary() for name in SEGMENTS})
     if with_diagnostics:
         result["diagnostics"] = diagnostics.pair_diagnostics(model, prepared, max_examples=max_diagnostic_examples)
+    return _write(result, segments, run_dir, split)
 
+
+def evaluate_reference(name: str, prepared_dir: str, output_dir: str, split: str = "test",
+                       batch_users: int = 256) -> dict:
+    """Ranks ``split`` with the untrained reference ranker ``name`` (``tfrs_selreg.evaluation.reference``)
+    and writes ``metrics.json``/``per_user-SPLIT.npz`` into ``output_dir`` as for a run."""
+    data = PreparedData(prepared_dir)
+    spec = schema.Schema.load(prepared_dir)
+    model = reference.ranker(name, data)
+    segments = RankingEvaluator(data, split, spec.history_length).evaluate(model, ks=KS, batch_users=batch_users)
+    result: dict = {"split": split, "run": output_dir, "backbone": f"reference:{name}", "gate": "none",
+                    "prepared": prepared_dir}
+    result.update({s: segments[s].summary() for s in SEGMENTS})
+    tf.io.gfile.makedirs(output_dir)
+    return _write(result, segments, output_dir, split)
+
+
+def _write(result: dict, segments: dict, run_dir: str, split: str) -> dict:
     text = json.dumps(_finite(result), indent=2) + "\n"
     paths = [metrics_path(run_dir, split)] + ([os.path.join(run_dir, "metrics.json")] if split == "test" else [])
     for path in paths:
@@ -110,13 +132,29 @@ def format_table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tfrs-selreg evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--run", required=True, help="run folder written by `tfrs-selreg train`")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="run folder written by `tfrs-selreg train`")
+    source.add_argument("--reference", choices=reference.REFERENCES,
+                        help="rank with an untrained reference instead of a run (needs --prepared and --output): "
+                             "item popularity, or the embedding teacher alone")
+    p.add_argument("--output", help="with --reference: folder for metrics.json and per_user-SPLIT.npz")
     p.add_argument("--split", choices=("val", "test"), default="test")
     p.add_argument("--prepared", help="prepared folder, if not the one recorded in the run's config.json")
     p.add_argument("--batch-users", type=int, default=256, help="users ranked per batch")
     p.add_argument("--no-diagnostics", action="store_true", help="skip the gate and teacher diagnostics")
     p.add_argument("--max-diagnostic-examples", type=int, help="training records read for the diagnostics")
     args = p.parse_args(argv)
+    if args.reference:
+        if not (args.prepared and args.output):
+            p.error("--reference needs --prepared DIR and --output DIR")
+        try:
+            result = evaluate_reference(args.reference, args.prepared, args.output, args.split, args.batch_users)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"tfrs-selreg evaluate: {e}", file=sys.stderr)
+            return 2
+        print(f"reference {args.reference} on {args.prepared}, split {args.split}:")
+        print(format_table(_finite(result)))
+        return 0
     try:
         result = evaluate(args.run, args.split, prepared_dir=args.prepared, batch_users=args.batch_users,
                           with_diagnostics=not args.no_diagnostics,
