@@ -105,7 +105,7 @@ def segment_metrics(metrics: Mapping[RunKey, dict], out_dir: str, name: str = "t
                    yerr=np.nan_to_num(stds) if show_err else None, capsize=3, error_kw={"elinewidth": 1},
                    label=f"{what} {gate}{suffix}")
             for k, (mean, std) in enumerate(zip(means, stds)):
-                if math.isfinite(mean):
+                if math.isfinite(mean) and len(gates) <= 4:  # more value labels than that overlap
                     ax.annotate(f"{mean:.3f}", (x[k] + offset, mean + (std if show_err else 0.0)), xytext=(0, 2),
                                 textcoords="offset points", ha="center", va="bottom", fontsize=6.5)
             top = max(top, float(np.nanmax(np.where(np.isfinite(means), means + np.nan_to_num(stds), 0.0))))

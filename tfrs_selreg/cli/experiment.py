@@ -115,7 +115,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     except (OSError, ValueError) as e:
         print(f"tfrs-selreg experiment: {e}", file=sys.stderr)
         return 2
-    command = shlex.join(["tfrs-selreg", "experiment", *argv])
+    # The tables do not depend on these flags: the recorded command is the one that reproduces them.
+    command = shlex.join(["tfrs-selreg", "experiment", *(a for a in argv if a not in ("--only-aggregate", "--force"))])
     start = time.perf_counter()
     experiment = Experiment(config, force=args.force)
     if not args.only_aggregate:
