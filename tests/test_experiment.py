@@ -198,6 +198,7 @@ def _load(tmp_path, values):
     ({**BASE, "backbone_seeds": {"mf": [0]}}, "backbone 'mf' is not one of"),
     ({**BASE, "backbone_seeds": {"dcn": []}}, "backbone_seeds.dcn: expected a non-empty list"),
     ({k: v for k, v in BASE.items() if k != "methods"}, "missing field 'methods'"),
+    ({**BASE, "teacher_score_args": {"llama-cpp": {"max-users": 5}}}, "teacher_score_args: ['llama-cpp'] are not"),
 ])
 def test_config_errors_name_the_file_and_field(tmp_path, values, message):
     with pytest.raises(config_lib.ConfigError) as e:
@@ -241,6 +242,17 @@ def test_train_args_merge_into_repeated_flags_and_teachers_get_their_own_folders
     assert score_other.argv[:6] == ["--prepared", os.path.join(root, "prepared-base"), "--teacher", "embedding",
                                     "--output", os.path.join(root, "labels-embedding")]
     assert ctrl.train.after == [experiment.data_stages[4]]
+
+
+def test_teacher_score_args_override_score_args_for_that_teacher_only(tmp_path):
+    config, _ = _load(tmp_path, {
+        **BASE, "runs_dir": str(tmp_path / "runs"), "score_args": {"pairs-per-user": 6, "seed": 1},
+        "teacher_score_args": {"embedding": {"max-users": 50, "pairs-per-user": 4}},
+        "methods": BASE["methods"] + [{"name": "ctrl", "gate": "reliability", "teacher": "embedding"}]})
+    stages = {s.title: s.argv for s in Experiment(config).data_stages}
+    assert stages["score"][6:] == ["--pairs-per-user", "6", "--seed", "1", "--runner", "DirectRunner"]
+    assert stages["score (embedding)"][6:] == ["--pairs-per-user", "4", "--seed", "1", "--max-users", "50",
+                                            "--runner", "DirectRunner"]
 
 
 def test_ml_1m_experiment_uses_the_stage_folders_and_commands_of_run(tmp_path):

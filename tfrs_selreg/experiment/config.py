@@ -75,6 +75,8 @@ class ExperimentConfig:
       prepare_args: extra ``tfrs-selreg prepare`` flags.
       teacher: the default ``tfrs-selreg score --teacher``.
       score_args: extra ``tfrs-selreg score`` flags (every teacher).
+      teacher_score_args: per-teacher overrides of ``score_args`` (e.g. a slow LLM teacher scores a
+        ``max-users`` sample and no long-tail augmentation).
       backbones: ``two_tower`` and/or ``dcn``.
       train_args: extra ``tfrs-selreg train`` flags common to every run.
       backbone_train_args: per-backbone overrides of ``train_args``.
@@ -93,6 +95,7 @@ class ExperimentConfig:
     prepare_args: dict[str, Any] = dataclasses.field(default_factory=dict)
     teacher: str = "embedding"
     score_args: dict[str, Any] = dataclasses.field(default_factory=dict)
+    teacher_score_args: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     backbones: tuple[str, ...] = ("two_tower",)
     train_args: dict[str, Any] = dataclasses.field(default_factory=dict)
     backbone_train_args: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
@@ -128,6 +131,10 @@ class ExperimentConfig:
         """The method's seeds, limited to ``backbone_seeds[backbone]`` where that is set."""
         allowed = self.backbone_seeds.get(backbone)
         return method.seeds if allowed is None else tuple(s for s in method.seeds if s in allowed)
+
+    def score_args_for(self, teacher: str) -> dict[str, Any]:
+        """``score_args``, then the teacher's overrides (lists concatenate)."""
+        return merge_args(self.score_args, self.teacher_score_args.get(teacher, {}))
 
     def train_args_for(self, backbone: str, method: MethodConfig) -> dict[str, Any]:
         """``train_args``, then the backbone's, then the method's overrides (lists concatenate)."""
@@ -203,6 +210,14 @@ def _backbone_args(value: Any, where: str) -> dict[str, dict[str, Any]]:
     return {_str(k, where): _args(v, f"{where}.{k}") for k, v in value.items()}
 
 
+def _teacher_args(value: Any, where: str) -> dict[str, dict[str, Any]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: expected a mapping of teacher names to score_args, got {value!r}")
+    return {_str(k, where): _args(v, f"{where}.{k}") for k, v in value.items()}
+
+
 def _backbone_seeds(value: Any, where: str) -> dict[str, tuple[int, ...]]:
     if value is None:
         return {}
@@ -267,6 +282,7 @@ def from_dict(values: Any, where: str = "experiment config") -> ExperimentConfig
         prepare_args=_args(values.get("prepare_args"), f"{where}: prepare_args"),
         teacher=_str(values.get("teacher", "embedding"), f"{where}: teacher"),
         score_args=_args(values.get("score_args"), f"{where}: score_args"),
+        teacher_score_args=_teacher_args(values.get("teacher_score_args"), f"{where}: teacher_score_args"),
         backbones=backbones,
         train_args=_args(values.get("train_args"), f"{where}: train_args"),
         backbone_train_args=_backbone_args(values.get("backbone_train_args"), f"{where}: backbone_train_args"),
@@ -296,6 +312,10 @@ def from_dict(values: Any, where: str = "experiment config") -> ExperimentConfig
             if extra:
                 raise ConfigError(f"{where}: method {m.name!r}: backbones {extra} are not among the "
                                   f"experiment's backbones {list(config.backbones)}")
+    unused = [t for t in config.teacher_score_args if t not in config.teachers()]
+    if unused:
+        raise ConfigError(f"{where}: teacher_score_args: {unused} are not teachers of any method "
+                          f"{config.teachers()}")
     for label, args in [("train_args", config.train_args)] + [
             (f"backbone_train_args.{k}", v) for k, v in config.backbone_train_args.items()] + [
             (f"method {m.name!r} train_args", m.train_args) for m in methods]:

@@ -78,7 +78,8 @@ class Experiment:
             suffix = "" if teacher == c.teacher else f" ({teacher})"
             labels, joined = self.labels_dir(teacher), self.prepared_dir(teacher)
             scored = Stage(f"score{suffix}", "score",
-                           ["--prepared", base, "--teacher", teacher, "--output", labels] + _flags(c.score_args) + beam,
+                           ["--prepared", base, "--teacher", teacher, "--output", labels]
+                           + _flags(c.score_args_for(teacher)) + beam,
                            os.path.join(labels, "manifest.json"), _main_of("score"), after=[prepare_base],
                            adopt=stages.score_outputs_match)
             joins[teacher] = Stage(f"join labels{suffix}", "prepare",
