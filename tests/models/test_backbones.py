@@ -131,11 +131,12 @@ def test_dcn_loss_is_binary_cross_entropy_on_sampled_negatives(data, batch):
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
-@pytest.mark.parametrize("teacher_gradient", ["user", "all"])
+@pytest.mark.parametrize("teacher_gradient", ["user", "long_tail", "all"])
 def test_teacher_gradient_scope(backbone, teacher_gradient, data, batch):
     """``teacher_gradient="user"``: the teacher loss reaches item-id rows only through the users' histories.
 
-    With ``"all"`` it also reaches the rows of the teacher pairs' items.
+    With ``"all"`` it also reaches the rows of the teacher pairs' items; with ``"long_tail"`` only those of
+    the long-tail ones among them.
     """
     from tfrs_selreg.regularizer import TEACHER_LOSS, RegularizerConfig
 
@@ -151,7 +152,12 @@ def test_teacher_gradient_scope(backbone, teacher_gradient, data, batch):
     moved = set(np.flatnonzero(np.abs(grad).sum(axis=1) > 0))
     history = set(model.item_index(batch[schema.HISTORY]).numpy().ravel()) - {0}
     assert moved & history
+    pair_items = set(model.item_index(tf.concat([tf.reshape(batch[schema.TEACHER_ITEM_I], [-1]),
+                                                  tf.reshape(batch[schema.TEACHER_ITEM_J], [-1])], 0)).numpy())
+    tail = set(np.flatnonzero(model.regularizer.long_tail))
     if teacher_gradient == "user":
         assert moved <= history
+    elif teacher_gradient == "long_tail":
+        assert moved - history and moved - history <= (pair_items & tail)
     else:
-        assert moved - history
+        assert moved - history and (moved - history) - tail

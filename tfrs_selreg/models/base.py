@@ -75,7 +75,7 @@ class RecommenderModel(tfrs.Model):
         raise NotImplementedError
 
     def pair_score_state(self, state: tf.Tensor, rows: tf.Tensor, item_index: tf.Tensor,
-                         item_gradient: bool = True) -> tf.Tensor:
+                         item_gradient: bool | tf.Tensor = True) -> tf.Tensor:
         """Logits ``[K]`` of (batch row, item) pairs; ``item_gradient=False`` holds the item side constant."""
         raise NotImplementedError
 
@@ -132,9 +132,11 @@ class RecommenderModel(tfrs.Model):
         terms = {REC_LOSS: self.rec_loss(features, state, training)}
         if schema.TEACHER_PREF in features:
             item_index = _memoized(self.item_index)
-            item_gradient = self.regularizer.config.teacher_gradient == "all"
-            pair_score_fn = lambda rows, item_ids: self.pair_score_state(state, rows, item_index(item_ids),
-                                                                         item_gradient=item_gradient)
+            def pair_score_fn(rows: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
+                index = item_index(item_ids)
+                return self.pair_score_state(state, rows, index,
+                                             item_gradient=self.regularizer.item_gradient(index))
+
             terms.update(self.regularizer(features, pair_score_fn=pair_score_fn, item_index_fn=item_index,
                                           training=training))
         else:
@@ -183,6 +185,14 @@ class RecommenderModel(tfrs.Model):
         """
         self.loss_terms(batch, training=False)
         self.built = True
+
+
+def with_item_gradient(items: tf.Tensor, item_gradient: bool | tf.Tensor) -> tf.Tensor:
+    """``items [K, ...]`` with the gradient kept where ``item_gradient`` (a bool or a ``[K]`` mask) holds."""
+    if isinstance(item_gradient, bool):
+        return items if item_gradient else tf.stop_gradient(items)
+    mask = tf.reshape(item_gradient, [-1] + [1] * (items.shape.rank - 1))
+    return tf.where(mask, items, tf.stop_gradient(items))
 
 
 def _memoized(item_index: Callable[[tf.Tensor], tf.Tensor]) -> Callable[[tf.Tensor], tf.Tensor]:

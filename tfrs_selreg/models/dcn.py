@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_selreg.data import schema
-from tfrs_selreg.models.base import Features, RecommenderModel
+from tfrs_selreg.models.base import Features, RecommenderModel, with_item_gradient
 
 # (user, item) pairs per block in score_all: bounds the [B, block, input_dim] activations (~60 MB each
 # at embedding size 64). Full ranking costs one cross-network pass per pair, so DCN validation on large
@@ -68,11 +68,10 @@ class DCNModel(RecommenderModel):
         return self.pair_logits(state[:, None, :], self.item_features(item_index))
 
     def pair_score_state(self, state: tf.Tensor, rows: tf.Tensor, item_index: tf.Tensor,
-                         item_gradient: bool = True) -> tf.Tensor:
+                         item_gradient: bool | tf.Tensor = True) -> tf.Tensor:
         # One cross-network pass per pair: [1, K, D] inputs, each pair with its own row's user input.
         items = self.item_features(item_index)
-        if not item_gradient:
-            items = tf.stop_gradient(items)
+        items = with_item_gradient(items, item_gradient)
         return self.pair_logits(tf.gather(state, rows)[None], items[None])[0]
 
     def score_all_state(self, state: tf.Tensor) -> tf.Tensor:

@@ -18,7 +18,7 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_selreg.data import schema
-from tfrs_selreg.models.base import Features, RecommenderModel
+from tfrs_selreg.models.base import Features, RecommenderModel, with_item_gradient
 from tfrs_selreg.models.features import by_unique
 
 
@@ -61,10 +61,9 @@ class TwoTowerModel(RecommenderModel):
         return tf.einsum("bd,bnd->bn", state, self.item_embedding_from_index(item_index))
 
     def pair_score_state(self, state: tf.Tensor, rows: tf.Tensor, item_index: tf.Tensor,
-                         item_gradient: bool = True) -> tf.Tensor:
+                         item_gradient: bool | tf.Tensor = True) -> tf.Tensor:
         items = self.item_embedding_from_index(item_index)
-        if not item_gradient:
-            items = tf.stop_gradient(items)
+        items = with_item_gradient(items, item_gradient)
         return tf.reduce_sum(tf.gather(state, rows) * items, axis=-1)
 
     def score_all_state(self, state: tf.Tensor) -> tf.Tensor:
