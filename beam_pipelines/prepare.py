@@ -307,7 +307,7 @@ class BuildExamples(beam.DoFn):
         train_records = []
         for k, (item_id, ts, rating, _) in enumerate(split.train):
             record = ex.make_example(
-                item_id=item_id, history=ex.padded_history(train_items[:k], L), timestamp=ts,
+                item_id=item_id, history=ex.padded_history(train_items[max(0, k - L):k], L), timestamp=ts,
                 rating=rating, item_popularity=pop[item_id], long_tail=item_id in tail,
                 teacher_pairs=ex.sample_pairs(teacher_rows, o["teacher_pairs"], seed, user_id, k, "t")
                 if with_labels else None,

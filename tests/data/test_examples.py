@@ -2,6 +2,7 @@
 
 import tensorflow as tf
 
+from tfrs_selreg.data import example_codec as codec
 from tfrs_selreg.data import examples as ex
 from tfrs_selreg.data import schema
 
@@ -105,3 +106,18 @@ def test_make_example_parses_with_schema():
         history_length=2, cold_start=True, item_popularity=7, long_tail=False)
     keys = set(tf.train.Example.FromString(plain).features.feature)
     assert keys == {f.name for f in s.by_role(schema.ROLE_SERVING, schema.ROLE_EXAMPLE)}
+
+
+def test_make_example_cached_entries_equal_the_generic_encoder():
+    """The cached map entries and fixed key order give ``encode_example``'s bytes, with and without pairs."""
+    for pairs in ({}, {"teacher_pairs": [("i3", "i4", 0.8, 0.6)], "probe_pairs": [("i1", "i5", 0.3, 0.4, 1)],
+                       "num_teacher_pairs": 2, "num_probe_pairs": 2}):
+        for rating in (4.5, None, 4.5):  # the second 4.5 comes from the entry cache
+            record = ex.make_example(
+                user_id="ü1", item_id="i9", history=["", "i1", "i2"], timestamp=2**40, rating=rating,
+                history_length=300, cold_start=False, item_popularity=7, long_tail=True, **pairs)
+            parsed = tf.train.Example.FromString(record)
+            features = parsed.features.feature
+            assert record == codec.encode_example({k: features[k].SerializeToString() for k in features})
+            assert parsed.features.feature["rating"].float_list.value == [rating or 0.0]
+            assert parsed.features.feature["user_id"].bytes_list.value == ["ü1".encode()]

@@ -10,9 +10,10 @@ Building ``tf.train.Example`` messages field by field through the protobuf Pytho
     BytesList { repeated bytes value = 1; }  FloatList { repeated float value = 1 [packed]; }
     Int64List { repeated int64 value = 1 [packed]; }
 
-so this module writes those bytes directly. The output is byte-identical to
-``example.SerializeToString(deterministic=True)`` (map entries sorted by key), which
-``tests/data/test_example_codec.py`` checks against protobuf itself.
+so this module writes those bytes directly, map entries sorted by key in Python string order, so the
+same features always give the same bytes. ``tests/data/test_example_codec.py`` checks the output against
+protobuf's ``SerializeToString(deterministic=True)``; that mode orders a key after a longer key it is a
+prefix of (``history_length`` before ``history``), the only difference, which no parser sees.
 """
 
 from __future__ import annotations
@@ -87,5 +88,34 @@ def _key(name: str) -> bytes:
 
 def encode_example(features: Mapping[str, bytes]) -> bytes:
     """Serialized ``Example`` from ``{name: serialized Feature}``, map entries sorted by key."""
-    entries = b"".join([_field(1, _key(key) + _field(2, features[key])) for key in sorted(features)])
-    return _field(1, entries)
+    return encode_entries([entry(key, features[key]) for key in sorted(features)])
+
+
+def entry(name: str, feature: bytes) -> bytes:
+    """One serialized ``Features.feature`` map entry ``{key: name, value: feature}``, tag included."""
+    body = _key(name) + b"\x12" + _varint(len(feature)) + feature
+    return b"\n" + _varint(len(body)) + body
+
+
+def encode_entries(entries: Iterable[bytes]) -> bytes:
+    """Serialized ``Example`` from map entries (``entry``) already in key order."""
+    return _field(1, b"".join(entries))
+
+
+# Ids, small counts, flags and ratings repeat across records: their whole map entries are cached.
+@functools.lru_cache(maxsize=1 << 18)
+def string_entry(name: str, value: str) -> bytes:
+    """``entry`` of a one-string ``BytesList`` feature."""
+    return entry(name, string_feature([value]))
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def int64_entry(name: str, value: int) -> bytes:
+    """``entry`` of a one-value ``Int64List`` feature (for values that repeat; else ``entry``)."""
+    return entry(name, int64_feature([value]))
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def float_entry(name: str, value: float) -> bytes:
+    """``entry`` of a one-value ``FloatList`` feature (for values that repeat, e.g. ratings)."""
+    return entry(name, float_feature([value]))

@@ -137,6 +137,15 @@ def sample_pairs(rows: Sequence[tuple], k: int, *parts: object) -> list[tuple]:
 # --- tf.train.Example records ----------------------------------------------------------------
 
 
+# Map entries in key order, as protobuf's deterministic serialization writes them.
+_BASE_ORDER = sorted((schema.USER_ID, schema.ITEM_ID, schema.HISTORY, schema.TIMESTAMP, schema.RATING,
+                         schema.HISTORY_LENGTH, schema.COLD_START, schema.ITEM_POPULARITY, schema.LONG_TAIL))
+_TRAINING_ORDER = sorted(_BASE_ORDER + [
+    schema.TEACHER_ITEM_I, schema.TEACHER_ITEM_J, schema.TEACHER_PREF, schema.TEACHER_CONFIDENCE, schema.TEACHER_MASK,
+    schema.PROBE_ITEM_I, schema.PROBE_ITEM_J, schema.PROBE_PREF, schema.PROBE_CONFIDENCE, schema.PROBE_TRUTH,
+    schema.PROBE_MASK])
+
+
 def padded_history(items: Sequence[str], length: int) -> list[str]:
     """The last ``length`` items, oldest first, left-padded with '' (newest item in the last slot)."""
     tail = list(items[-length:]) if length else []
@@ -168,31 +177,35 @@ def make_example(
     ``(item_i, item_j, pref, confidence, truth)``; both are padded to the schema's ``P`` and ``Q``.
     When both are ``None`` (validation/test records) the training-only features are omitted.
     """
-    feature = {
-        schema.USER_ID: codec.string_feature([user_id]),
-        schema.ITEM_ID: codec.string_feature([item_id]),
-        schema.HISTORY: codec.string_feature(history),
-        schema.TIMESTAMP: codec.int64_feature([timestamp]),
-        schema.RATING: codec.float_feature([0.0 if rating is None else rating]),
-        schema.HISTORY_LENGTH: codec.int64_feature([history_length]),
-        schema.COLD_START: codec.int64_feature([int(cold_start)]),
-        schema.ITEM_POPULARITY: codec.int64_feature([item_popularity]),
-        schema.LONG_TAIL: codec.int64_feature([int(long_tail)]),
+    entries = {
+        schema.USER_ID: codec.string_entry(schema.USER_ID, user_id),
+        schema.ITEM_ID: codec.string_entry(schema.ITEM_ID, item_id),
+        schema.HISTORY: codec.entry(schema.HISTORY, codec.string_feature(history)),
+        schema.TIMESTAMP: codec.entry(schema.TIMESTAMP, codec.int64_feature([timestamp])),
+        schema.RATING: codec.float_entry(schema.RATING, 0.0 if rating is None else float(rating)),
+        schema.HISTORY_LENGTH: codec.int64_entry(schema.HISTORY_LENGTH, history_length),
+        schema.COLD_START: codec.int64_entry(schema.COLD_START, int(cold_start)),
+        schema.ITEM_POPULARITY: codec.int64_entry(schema.ITEM_POPULARITY, item_popularity),
+        schema.LONG_TAIL: codec.int64_entry(schema.LONG_TAIL, int(long_tail)),
     }
-    if teacher_pairs is not None or probe_pairs is not None:
-        tp = list(teacher_pairs or ())
-        pad = num_teacher_pairs - len(tp)
-        feature[schema.TEACHER_ITEM_I] = codec.string_feature([r[0] for r in tp] + [""] * pad)
-        feature[schema.TEACHER_ITEM_J] = codec.string_feature([r[1] for r in tp] + [""] * pad)
-        feature[schema.TEACHER_PREF] = codec.float_feature([r[2] for r in tp] + [0.0] * pad)
-        feature[schema.TEACHER_CONFIDENCE] = codec.float_feature([r[3] for r in tp] + [0.0] * pad)
-        feature[schema.TEACHER_MASK] = codec.float_feature([1.0] * len(tp) + [0.0] * pad)
-        pp = list(probe_pairs or ())
-        pad = num_probe_pairs - len(pp)
-        feature[schema.PROBE_ITEM_I] = codec.string_feature([r[0] for r in pp] + [""] * pad)
-        feature[schema.PROBE_ITEM_J] = codec.string_feature([r[1] for r in pp] + [""] * pad)
-        feature[schema.PROBE_PREF] = codec.float_feature([r[2] for r in pp] + [0.0] * pad)
-        feature[schema.PROBE_CONFIDENCE] = codec.float_feature([r[3] for r in pp] + [0.0] * pad)
-        feature[schema.PROBE_TRUTH] = codec.float_feature([float(r[4]) for r in pp] + [0.0] * pad)
-        feature[schema.PROBE_MASK] = codec.float_feature([1.0] * len(pp) + [0.0] * pad)
-    return codec.encode_example(feature)
+    if teacher_pairs is None and probe_pairs is None:
+        return codec.encode_entries([entries[key] for key in _BASE_ORDER])
+    feature = {}
+    tp = list(teacher_pairs or ())
+    pad = num_teacher_pairs - len(tp)
+    feature[schema.TEACHER_ITEM_I] = codec.string_feature([r[0] for r in tp] + [""] * pad)
+    feature[schema.TEACHER_ITEM_J] = codec.string_feature([r[1] for r in tp] + [""] * pad)
+    feature[schema.TEACHER_PREF] = codec.float_feature([r[2] for r in tp] + [0.0] * pad)
+    feature[schema.TEACHER_CONFIDENCE] = codec.float_feature([r[3] for r in tp] + [0.0] * pad)
+    feature[schema.TEACHER_MASK] = codec.float_feature([1.0] * len(tp) + [0.0] * pad)
+    pp = list(probe_pairs or ())
+    pad = num_probe_pairs - len(pp)
+    feature[schema.PROBE_ITEM_I] = codec.string_feature([r[0] for r in pp] + [""] * pad)
+    feature[schema.PROBE_ITEM_J] = codec.string_feature([r[1] for r in pp] + [""] * pad)
+    feature[schema.PROBE_PREF] = codec.float_feature([r[2] for r in pp] + [0.0] * pad)
+    feature[schema.PROBE_CONFIDENCE] = codec.float_feature([r[3] for r in pp] + [0.0] * pad)
+    feature[schema.PROBE_TRUTH] = codec.float_feature([float(r[4]) for r in pp] + [0.0] * pad)
+    feature[schema.PROBE_MASK] = codec.float_feature([1.0] * len(pp) + [0.0] * pad)
+    for key, value in feature.items():
+        entries[key] = codec.entry(key, value)
+    return codec.encode_entries([entries[key] for key in _TRAINING_ORDER])
