@@ -111,8 +111,10 @@ class ReadInteractions(beam.DoFn):
 
     def process(self, data_dir: str, catalog_ids):
         known = frozenset(catalog_ids)
+        # Counted here and emitted once: a count element per row would double the rows Beam moves.
+        read = below_min_rating = 0
         for row in self._reader.read_interactions(data_dir):
-            yield beam.pvalue.TaggedOutput(COUNTS, ("interaction_rows_read", 1))
+            read += 1
             if isinstance(row, readers.Rejected):
                 yield beam.pvalue.TaggedOutput(REJECTED, _reject_record("interactions", row.source,
                                                                         row.line, row.reason, row.raw))
@@ -121,9 +123,17 @@ class ReadInteractions(beam.DoFn):
                     "interactions", row.source, row.line, REASON_UNKNOWN_ITEM,
                     f"user_id={row.user_id} item_id={row.item_id}"))
             elif self._min_rating is not None and (row.rating is None or row.rating < self._min_rating):
-                yield beam.pvalue.TaggedOutput(COUNTS, (REASON_BELOW_MIN_RATING, 1))
+                below_min_rating += 1
             else:
                 yield row.user_id, (row.item_id, row.timestamp, row.rating, row.line)
+        yield from _counts(interaction_rows_read=read, **{REASON_BELOW_MIN_RATING: below_min_rating})
+
+
+def _counts(**counts: int):
+    """``COUNTS`` outputs of the non-zero counts (zeros add nothing to the sums)."""
+    for key, value in counts.items():
+        if value:
+            yield beam.pvalue.TaggedOutput(COUNTS, (key, value))
 
 
 @beam.typehints.with_output_types(Any)
@@ -134,13 +144,15 @@ class ReadItems(beam.DoFn):
         self._reader = reader
 
     def process(self, data_dir: str):
+        read = 0
         for position, row in enumerate(self._reader.read_items(data_dir)):
-            yield beam.pvalue.TaggedOutput(COUNTS, ("item_rows_read", 1))
+            read += 1
             if isinstance(row, readers.Rejected):
                 yield beam.pvalue.TaggedOutput(REJECTED, _reject_record("items", row.source, row.line,
                                                                         row.reason, row.raw))
             else:
                 yield row.item_id, (position, row)
+        yield from _counts(item_rows_read=read)
 
 
 def _reject_record(what: str, source: str, line: int, reason: str, raw: str) -> dict:
@@ -185,9 +197,9 @@ class ParseLabels(beam.DoFn):
         if ".tfrecord" in os.path.basename(path):
             yield from self._tfrecords(path)
             return
+        line_no = 0
         with FileSystems.open(path) as f:  # FileSystems decompresses .gz by extension.
             for line_no, raw in enumerate(f, start=1):
-                yield beam.pvalue.TaggedOutput(COUNTS, ("label_rows_read", 1))
                 try:
                     row = labels_lib.parse_json(raw.decode("utf-8"))
                 except (ValueError, UnicodeDecodeError, TypeError) as e:
@@ -196,13 +208,14 @@ class ParseLabels(beam.DoFn):
                         f"{e}: {raw[:400].decode('utf-8', 'replace')}"))
                     continue
                 yield from self._checked(path, line_no, row)
+        yield from _counts(label_rows_read=line_no)
 
     def _tfrecords(self, path: str):
         import tensorflow as tf
         compression = "GZIP" if path.endswith(".gz") else ""
+        n = 0
         for n, record in enumerate(tf.data.TFRecordDataset(path, compression_type=compression)
                                    .as_numpy_iterator(), start=1):
-            yield beam.pvalue.TaggedOutput(COUNTS, ("label_rows_read", 1))
             try:
                 row = labels_lib.from_example_bytes(record)
             except (ValueError, IndexError, KeyError) as e:
@@ -210,6 +223,7 @@ class ParseLabels(beam.DoFn):
                     "labels", path, n, labels_lib.REJECT_MALFORMED, str(e)))
                 continue
             yield from self._checked(path, n, row)
+        yield from _counts(label_rows_read=n)
 
     def _checked(self, path, line_no, row):
         reason = labels_lib.check_values(row)
