@@ -99,11 +99,15 @@ class PrepareOptions(PipelineOptions):
 # Multi-output DoFn: Beam would infer a Union with TaggedOutput and reject the keyed main output.
 @beam.typehints.with_output_types(Any)
 class ReadInteractions(beam.DoFn):
-    """Reader output -> ``(user_id, (item_id, timestamp, rating, line))``; bad rows tagged.
+    """Reader output -> ``(user_id, [(item_id, timestamp, rating, line), ...])``; bad rows tagged.
 
     Rows naming an item missing from the catalog are rejected as ``unknown_item``; the catalog ids
-    arrive as a side input so the million-row stream is not shuffled by item.
+    arrive as a side input so the million-row stream is not shuffled by item. Accepted rows are
+    grouped by user within at most ``FLUSH_ROWS`` rows before they leave the DoFn (combiner lifting by
+    hand), so the shuffle by user moves a few lists per user instead of one element per row.
     """
+
+    FLUSH_ROWS = 100_000
 
     def __init__(self, reader: readers.DatasetReader, min_rating: Optional[float]):
         self._reader = reader
@@ -112,7 +116,8 @@ class ReadInteractions(beam.DoFn):
     def process(self, data_dir: str, catalog_ids):
         known = frozenset(catalog_ids)
         # Counted here and emitted once: a count element per row would double the rows Beam moves.
-        read = below_min_rating = 0
+        read = below_min_rating = buffered = 0
+        by_user: dict[str, list] = {}
         for row in self._reader.read_interactions(data_dir):
             read += 1
             if isinstance(row, readers.Rejected):
@@ -125,7 +130,12 @@ class ReadInteractions(beam.DoFn):
             elif self._min_rating is not None and (row.rating is None or row.rating < self._min_rating):
                 below_min_rating += 1
             else:
-                yield row.user_id, (row.item_id, row.timestamp, row.rating, row.line)
+                by_user.setdefault(row.user_id, []).append((row.item_id, row.timestamp, row.rating, row.line))
+                buffered += 1
+                if buffered >= self.FLUSH_ROWS:
+                    yield from by_user.items()
+                    by_user, buffered = {}, 0
+        yield from by_user.items()
         yield from _counts(interaction_rows_read=read, **{REASON_BELOW_MIN_RATING: below_min_rating})
 
 
@@ -239,13 +249,14 @@ class ParseLabels(beam.DoFn):
 
 @beam.typehints.with_output_types(Any)
 class SplitUsers(beam.DoFn):
-    """``(user_id, interactions)`` -> :class:`examples.UserSplit` (dedup, split, cold-start simulation)."""
+    """``(user_id, lists of interactions)`` -> :class:`examples.UserSplit` (dedup, split, cold-start simulation)."""
 
     def __init__(self, mode: str, seed: int, cold_start_fraction: float):
         self._mode, self._seed, self._cold = mode, seed, cold_start_fraction
 
     def process(self, element, cuts=None):
-        user_id, interactions = element
+        user_id, chunks = element
+        interactions = [x for chunk in chunks for x in chunk]
         val_cut, test_cut = cuts if cuts else (None, None)
         split = ex.split_user(user_id, interactions, mode=self._mode, seed=self._seed,
                               cold_start_fraction=self._cold, val_cut=val_cut, test_cut=test_cut)
@@ -487,7 +498,7 @@ def build_pipeline(p: beam.Pipeline, o: PrepareOptions, reader: readers.DatasetR
     cuts = None
     if o.split == ex.SPLIT_TEMPORAL:
         cuts = beam.pvalue.AsSingleton(
-            interactions.main | "Timestamps" >> beam.Map(lambda kv: kv[1][1])
+            interactions.main | "Timestamps" >> beam.FlatMap(lambda kv: [x[1] for x in kv[1]])
             | "TimestampHistogram" >> beam.CombineGlobally(_Histogram())
             | "TemporalCuts" >> beam.Map(_temporal_cuts, o.temporal_val_fraction,
                                          o.temporal_test_fraction))
