@@ -202,19 +202,12 @@ def _args(value: Any, where: str) -> dict[str, Any]:
     return dict(value)
 
 
-def _backbone_args(value: Any, where: str) -> dict[str, dict[str, Any]]:
+def _args_by_name(value: Any, where: str, what: str) -> dict[str, dict[str, Any]]:
+    """``{name: *_args}`` (``what`` names both, e.g. "backbone names to train_args")."""
     if value is None:
         return {}
     if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a mapping of backbone names to train_args, got {value!r}")
-    return {_str(k, where): _args(v, f"{where}.{k}") for k, v in value.items()}
-
-
-def _teacher_args(value: Any, where: str) -> dict[str, dict[str, Any]]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a mapping of teacher names to score_args, got {value!r}")
+        raise ConfigError(f"{where}: expected a mapping of {what}, got {value!r}")
     return {_str(k, where): _args(v, f"{where}.{k}") for k, v in value.items()}
 
 
@@ -282,10 +275,12 @@ def from_dict(values: Any, where: str = "experiment config") -> ExperimentConfig
         prepare_args=_args(values.get("prepare_args"), f"{where}: prepare_args"),
         teacher=_str(values.get("teacher", "embedding"), f"{where}: teacher"),
         score_args=_args(values.get("score_args"), f"{where}: score_args"),
-        teacher_score_args=_teacher_args(values.get("teacher_score_args"), f"{where}: teacher_score_args"),
+        teacher_score_args=_args_by_name(values.get("teacher_score_args"), f"{where}: teacher_score_args",
+                                         "teacher names to score_args"),
         backbones=backbones,
         train_args=_args(values.get("train_args"), f"{where}: train_args"),
-        backbone_train_args=_backbone_args(values.get("backbone_train_args"), f"{where}: backbone_train_args"),
+        backbone_train_args=_args_by_name(values.get("backbone_train_args"), f"{where}: backbone_train_args",
+                                          "backbone names to train_args"),
         backbone_seeds=_backbone_seeds(values.get("backbone_seeds"), f"{where}: backbone_seeds"),
         baseline=_str(values.get("baseline", "none"), f"{where}: baseline"),
         runs_dir=_str(values.get("runs_dir", "runs"), f"{where}: runs_dir"),
