@@ -42,10 +42,12 @@ def header(experiment: Experiment, command: str, missing: list[str]) -> list[str
     lines = [f"# Experiment `{c.name}`", "",
              f"- dataset: `{c.dataset}`" + (f" from `{c.data_dir}`" if c.data_dir else " (bundled copy)")
              + f"; prepare args {_fmt_args(c.prepare_args)}",
-             f"- teacher: `{c.teacher}`; score args {_fmt_args(c.score_args)}",
+             f"- teacher: `{c.teacher}`; score args {_fmt_args(c.score_args_for(c.teacher))}",
              f"- backbones: {', '.join(f'`{b}`' for b in c.backbones)}",
              f"- train args: {_fmt_args(c.train_args)}"]
     lines += [f"  - `{b}`: {_fmt_args(args)}" for b, args in c.backbone_train_args.items()]
+    lines += [f"  - score args of `{t}`: {_fmt_args(c.score_args_for(t))}" for t in c.teachers()[1:]
+              if c.score_args_for(t)]
     lines.append("- methods:")
     for m in c.methods:
         extra = [f"teacher `{m.teacher}`"] if m.teacher and m.teacher != c.teacher else []
