@@ -76,7 +76,8 @@ class RecommenderModel(tfrs.Model):
 
     def pair_score_state(self, state: tf.Tensor, rows: tf.Tensor, item_index: tf.Tensor,
                          item_gradient: bool | tf.Tensor = True) -> tf.Tensor:
-        """Logits ``[K]`` of (batch row, item) pairs; ``item_gradient=False`` holds the item side constant."""
+        """Logits ``[K]`` of (batch row, item) pairs; ``item_gradient`` False (or False in a ``[K]`` mask) holds
+        that pair's item side constant."""
         raise NotImplementedError
 
     def score_all_state(self, state: tf.Tensor) -> tf.Tensor:
