@@ -137,7 +137,7 @@ def sample_pairs(rows: Sequence[tuple], k: int, *parts: object) -> list[tuple]:
 # --- tf.train.Example records ----------------------------------------------------------------
 
 
-# Map entries in key order, as protobuf's deterministic serialization writes them.
+# Map entries in sorted key order, as ``example_codec.encode_example`` writes them.
 _BASE_ORDER = sorted((schema.USER_ID, schema.ITEM_ID, schema.HISTORY, schema.TIMESTAMP, schema.RATING,
                          schema.HISTORY_LENGTH, schema.COLD_START, schema.ITEM_POPULARITY, schema.LONG_TAIL))
 _TRAINING_ORDER = sorted(_BASE_ORDER + [
@@ -190,22 +190,22 @@ def make_example(
     }
     if teacher_pairs is None and probe_pairs is None:
         return codec.encode_entries([entries[key] for key in _BASE_ORDER])
-    feature = {}
-    tp = list(teacher_pairs or ())
-    pad = num_teacher_pairs - len(tp)
-    feature[schema.TEACHER_ITEM_I] = codec.string_feature([r[0] for r in tp] + [""] * pad)
-    feature[schema.TEACHER_ITEM_J] = codec.string_feature([r[1] for r in tp] + [""] * pad)
-    feature[schema.TEACHER_PREF] = codec.float_feature([r[2] for r in tp] + [0.0] * pad)
-    feature[schema.TEACHER_CONFIDENCE] = codec.float_feature([r[3] for r in tp] + [0.0] * pad)
-    feature[schema.TEACHER_MASK] = codec.float_feature([1.0] * len(tp) + [0.0] * pad)
-    pp = list(probe_pairs or ())
-    pad = num_probe_pairs - len(pp)
-    feature[schema.PROBE_ITEM_I] = codec.string_feature([r[0] for r in pp] + [""] * pad)
-    feature[schema.PROBE_ITEM_J] = codec.string_feature([r[1] for r in pp] + [""] * pad)
-    feature[schema.PROBE_PREF] = codec.float_feature([r[2] for r in pp] + [0.0] * pad)
-    feature[schema.PROBE_CONFIDENCE] = codec.float_feature([r[3] for r in pp] + [0.0] * pad)
-    feature[schema.PROBE_TRUTH] = codec.float_feature([float(r[4]) for r in pp] + [0.0] * pad)
-    feature[schema.PROBE_MASK] = codec.float_feature([1.0] * len(pp) + [0.0] * pad)
-    for key, value in feature.items():
-        entries[key] = codec.entry(key, value)
+    entries.update(_pair_entries(teacher_pairs, num_teacher_pairs, schema.TEACHER_MASK, (
+        schema.TEACHER_ITEM_I, schema.TEACHER_ITEM_J, schema.TEACHER_PREF, schema.TEACHER_CONFIDENCE)))
+    entries.update(_pair_entries(probe_pairs, num_probe_pairs, schema.PROBE_MASK, (
+        schema.PROBE_ITEM_I, schema.PROBE_ITEM_J, schema.PROBE_PREF, schema.PROBE_CONFIDENCE, schema.PROBE_TRUTH)))
     return codec.encode_entries([entries[key] for key in _TRAINING_ORDER])
+
+
+def _pair_entries(rows: Optional[Sequence[tuple]], num_slots: int, mask: str,
+                  columns: Sequence[str]) -> dict[str, bytes]:
+    """Map entries of pair features padded to ``num_slots``: ``columns[:2]`` hold item ids ('' pads),
+    the others floats (0.0 pads); ``mask`` is 1.0 on real pairs."""
+    rows = list(rows or ())
+    pad = num_slots - len(rows)
+    out = {mask: codec.entry(mask, codec.float_feature([1.0] * len(rows) + [0.0] * pad))}
+    for c, key in enumerate(columns):
+        feature = (codec.string_feature([r[c] for r in rows] + [""] * pad) if c < 2
+                   else codec.float_feature([float(r[c]) for r in rows] + [0.0] * pad))
+        out[key] = codec.entry(key, feature)
+    return out
