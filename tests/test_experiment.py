@@ -199,6 +199,7 @@ def _load(tmp_path, values):
     ({**BASE, "backbone_seeds": {"dcn": []}}, "backbone_seeds.dcn: expected a non-empty list"),
     ({k: v for k, v in BASE.items() if k != "methods"}, "missing field 'methods'"),
     ({**BASE, "teacher_score_args": {"llama-cpp": {"max-users": 5}}}, "teacher_score_args: ['llama-cpp'] are not"),
+    ({**BASE, "split": "train"}, "split 'train' is not one of ('val', 'test')"),
 ])
 def test_config_errors_name_the_file_and_field(tmp_path, values, message):
     with pytest.raises(config_lib.ConfigError) as e:
@@ -253,6 +254,27 @@ def test_teacher_score_args_override_score_args_for_that_teacher_only(tmp_path):
     assert stages["score"][6:] == ["--pairs-per-user", "6", "--seed", "1", "--runner", "DirectRunner"]
     assert stages["score (embedding)"][6:] == ["--pairs-per-user", "4", "--seed", "1", "--max-users", "50",
                                             "--runner", "DirectRunner"]
+
+
+def test_a_validation_sweep_evaluates_and_aggregates_the_val_split_only(tmp_path):
+    from tfrs_selreg.cli import experiment as experiment_cli
+
+    config, _ = _load(tmp_path, {**BASE, "runs_dir": str(tmp_path / "runs"), "split": "val"})
+    experiment = Experiment(config)
+    run = experiment.runs[0]
+    assert run.evaluate.argv == ["--run", run.run_dir, "--split", "val"]
+    assert run.evaluate.done_file == os.path.join(run.run_dir, "metrics-val.json")
+    for r in experiment.runs:
+        os.makedirs(r.run_dir)
+        with open(os.path.join(r.run_dir, "metrics-val.json"), "w") as f:
+            json.dump(_metrics("none", r.seed), f)
+    _write_run(experiment.runs[0].run_dir, "reliability", 0)  # a test-split file the sweep must not read
+    text = experiment_cli.aggregate(experiment, "cmd")
+    assert "evaluated on the `val` split" in text and "not evaluated yet" not in text
+    overall = [row for row in csv.DictReader(open(os.path.join(config.root, "results.csv")))
+               if row["segment"] == "overall" and row["metric"] == "auc"]
+    assert [float(row["mean"]) for row in overall] == [pytest.approx(0.71)]  # seeds 0, 1 of `none`: .70, .72
+    assert os.path.exists(os.path.join(config.root, "plots", "two_tower-val_metrics_by_segment.png"))
 
 
 def test_ml_1m_experiment_uses_the_stage_folders_and_commands_of_run(tmp_path):

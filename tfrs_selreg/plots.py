@@ -23,6 +23,7 @@ RunKey = tuple[str, int]
 
 SEGMENTS = ("overall", "cold_start", "long_tail")
 SEGMENT_LABELS = {"overall": "overall", "cold_start": "cold-start users", "long_tail": "long-tail items"}
+SPLIT_LABELS = {"val": "Validation", "test": "Test"}
 # (metrics.json key, axis label): every metric is a mean over the segment's users, in [0, 1].
 SEGMENT_METRICS = (
     ("auc", "AUC (mean over users, 0-1)"),
@@ -73,8 +74,8 @@ def group_stats(values: Sequence[float]) -> tuple[float, float, int]:
 
 
 def segment_metrics(metrics: Mapping[RunKey, dict], out_dir: str, name: str = "test_metrics_by_segment",
-                    what: str = "gate") -> str:
-    """Test AUC, Recall@20 and NDCG@20 by segment, one bar per gate mode (grouped bars, one panel per metric).
+                    what: str = "gate", split: str = "test") -> str:
+    """AUC, Recall@20 and NDCG@20 of ``split`` by segment, one bar per gate mode (grouped bars, one panel per metric).
 
     x: the segments ``overall``, ``cold_start`` and ``long_tail`` (with their user counts); y: the
     metric (mean over the segment's users, from each run's ``metrics.json``). With several seeds per
@@ -113,14 +114,14 @@ def segment_metrics(metrics: Mapping[RunKey, dict], out_dir: str, name: str = "t
             ax.axhline(0.5, color="black", linestyle="--", linewidth=0.8, label="AUC of a random ranking (0.5)")
         ax.set_xticks(x, ticks)
         ax.set_ylabel(label)
-        ax.set_title(f"Test {label.split(' ')[0]} by segment")
+        ax.set_title(f"{SPLIT_LABELS[split]} {label.split(' ')[0]} by segment")
         ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)  # error bars may pass 1; the labels need room
         ax.grid(axis="y", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(handles), 4), frameon=False,
                bbox_to_anchor=(0.5, -0.02))
-    fig.suptitle(f"Test metrics by segment and {'gate mode' if what == 'gate' else what} (full-catalog ranking)",
-                 fontsize=13)
+    by = "gate mode" if what == "gate" else what
+    fig.suptitle(f"{SPLIT_LABELS[split]} metrics by segment and {by} (full-catalog ranking)", fontsize=13)
     fig.tight_layout(rect=(0, 0.06 * math.ceil(len(handles) / 4), 1, 1))
     return _save(fig, out_dir, name)
 

@@ -44,6 +44,8 @@ def header(experiment: Experiment, command: str, missing: list[str]) -> list[str
              + f"; prepare args {_fmt_args(c.prepare_args)}",
              f"- teacher: `{c.teacher}`; score args {_fmt_args(c.score_args_for(c.teacher))}",
              f"- backbones: {', '.join(f'`{b}`' for b in c.backbones)}",
+             f"- evaluated on the `{c.split}` split" + (" (a settings sweep: the test split is not looked at)"
+                                                        if c.split == "val" else ""),
              f"- train args: {_fmt_args(c.train_args)}"]
     lines += [f"  - `{b}`: {_fmt_args(args)}" for b, args in c.backbone_train_args.items()]
     lines += [f"  - score args of `{t}`: {_fmt_args(c.score_args_for(t))}" for t in c.teachers()[1:]
@@ -65,8 +67,8 @@ def header(experiment: Experiment, command: str, missing: list[str]) -> list[str
     return lines
 
 
-def draw_plots(root: str, outputs: list[results.RunOutput]) -> str:
-    """Per backbone: test metrics by segment (mean ± s.d. over seeds per method) and gate weight by
+def draw_plots(root: str, outputs: list[results.RunOutput], split: str = "test") -> str:
+    """Per backbone: the split's metrics by segment (mean ± s.d. over seeds per method) and gate weight by
     history-length/popularity bins, as PNGs in ``ROOT/plots/``; returns the markdown that shows them."""
     from tfrs_selreg import plots
 
@@ -74,7 +76,8 @@ def draw_plots(root: str, outputs: list[results.RunOutput]) -> str:
     for backbone in dict.fromkeys(o.backbone for o in outputs):
         metrics = {(o.method, o.seed): o.metrics for o in outputs if o.backbone == backbone}
         out_dir = os.path.join(root, "plots")
-        drawn = [plots.segment_metrics(metrics, out_dir, name=f"{backbone}-test_metrics_by_segment", what="method"),
+        drawn = [plots.segment_metrics(metrics, out_dir, name=f"{backbone}-{split}_metrics_by_segment",
+                                      what="method", split=split),
                  plots.gate_weight_by_bins(metrics, out_dir, name=f"{backbone}-gate_weight_by_bins", what="method")]
         lines += [f"![{backbone}: {os.path.basename(p)[:-4]}](plots/{os.path.basename(p)})" for p in drawn if p]
     return "\n## Plots\n\n" + "\n\n".join(lines) + "\n" if lines else ""
@@ -85,14 +88,14 @@ def aggregate(experiment: Experiment, command: str) -> str:
     c = experiment.config
     outputs, missing = [], []
     for r in experiment.runs:
-        if os.path.exists(os.path.join(r.run_dir, results.METRICS_FILE)):
-            outputs.append(results.load_run(r.run_dir, r.backbone, r.method.name, r.seed))
+        if os.path.exists(os.path.join(r.run_dir, results.metrics_file(c.split))):
+            outputs.append(results.load_run(r.run_dir, r.backbone, r.method.name, r.seed, c.split))
         else:
             missing.append(os.path.basename(r.run_dir))
     rows = results.aggregate(outputs, dataset=c.dataset, baseline=c.baseline,
                              gates={m.name: m.gate for m in c.methods},
                              teachers={m.name: c.teacher_of(m) for m in c.methods})
-    text = results.to_markdown(rows, header(experiment, command, missing)) + draw_plots(c.root, outputs)
+    text = results.to_markdown(rows, header(experiment, command, missing)) + draw_plots(c.root, outputs, c.split)
     os.makedirs(c.root, exist_ok=True)
     with open(os.path.join(c.root, "results.md"), "w", encoding="utf-8") as f:
         f.write(text)

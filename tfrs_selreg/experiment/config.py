@@ -36,6 +36,7 @@ import yaml
 
 # Flags the experiment sets itself for every train stage.
 RESERVED_TRAIN_FLAGS = ("prepared", "output", "backbone", "gate", "seed")
+SPLITS = ("val", "test")  # what `tfrs-selreg evaluate --split` ranks
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 
 
@@ -83,6 +84,8 @@ class ExperimentConfig:
       backbone_seeds: per-backbone subset of seeds: a backbone listed here runs only the seeds of each
         method that are also in its list (a costly backbone with fewer seeds, without renaming methods).
       baseline: the method every other one is compared with (same backbone).
+      split: the split every run is evaluated on: ``test`` for published tables, ``val`` to choose
+        settings (a sweep) without looking at the test split.
       methods: the compared methods.
       runs_dir: the folder of experiments.
       beam_args: Beam flags for the Beam jobs (prepare, score).
@@ -101,6 +104,7 @@ class ExperimentConfig:
     backbone_train_args: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
     backbone_seeds: dict[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
     baseline: str = "none"
+    split: str = "test"
     runs_dir: str = "runs"
     beam_args: tuple[str, ...] = ("--runner", "DirectRunner")
 
@@ -283,10 +287,14 @@ def from_dict(values: Any, where: str = "experiment config") -> ExperimentConfig
                                           "backbone names to train_args"),
         backbone_seeds=_backbone_seeds(values.get("backbone_seeds"), f"{where}: backbone_seeds"),
         baseline=_str(values.get("baseline", "none"), f"{where}: baseline"),
+        split=_str(values.get("split", "test"), f"{where}: split"),
         runs_dir=_str(values.get("runs_dir", "runs"), f"{where}: runs_dir"),
         beam_args=_strings(values.get("beam_args", ["--runner", "DirectRunner"]), f"{where}: beam_args"),
     )
 
+    if config.split not in SPLITS:
+        raise ConfigError(f"{where}: split {config.split!r} is not one of {SPLITS} (val to choose settings, "
+                          "test for the published table)")
     for b in (*config.backbones, *config.backbone_train_args, *config.backbone_seeds):
         if b not in BACKBONES:
             raise ConfigError(f"{where}: backbone {b!r} is not one of {BACKBONES}")

@@ -34,8 +34,17 @@ USER_ID_KEY = "user_id"
 METRICS = ("auc", "recall@20", "ndcg@20")
 GATE_WEIGHT = "gate_weight"
 LABELS = {"auc": "AUC", "recall@20": "Recall@20", "ndcg@20": "NDCG@20", GATE_WEIGHT: "gate weight"}
-METRICS_FILE = "metrics.json"
-PER_USER_FILE = "per_user-test.npz"
+METRICS_FILE = "metrics.json"  # the test split's; other splits: metrics_file(split)
+
+
+def metrics_file(split: str = "test") -> str:
+    """The metrics file ``tfrs-selreg evaluate --split SPLIT`` writes in a run folder."""
+    return METRICS_FILE if split == "test" else f"metrics-{split}.json"
+
+
+def per_user_file(split: str = "test") -> str:
+    """The per-user arrays ``tfrs-selreg evaluate --split SPLIT`` writes in a run folder."""
+    return f"per_user-{split}.npz"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,12 +89,13 @@ class Row:
 # --- reading -------------------------------------------------------------------------------------
 
 
-def load_run(run_dir: str, backbone: str, method: str, seed: int) -> RunOutput:
-    """The :class:`RunOutput` of an evaluated run folder (per-user arrays ``None`` when the file is absent)."""
-    with open(os.path.join(run_dir, METRICS_FILE), encoding="utf-8") as f:
+def load_run(run_dir: str, backbone: str, method: str, seed: int, split: str = "test") -> RunOutput:
+    """The :class:`RunOutput` of a run folder evaluated on ``split`` (per-user arrays ``None`` when the
+    file is absent)."""
+    with open(os.path.join(run_dir, metrics_file(split)), encoding="utf-8") as f:
         metrics = json.load(f)
     per_user = None
-    path = os.path.join(run_dir, PER_USER_FILE)
+    path = os.path.join(run_dir, per_user_file(split))
     if os.path.exists(path):
         with np.load(path, allow_pickle=False) as z:
             per_user = {k: z[k] for k in z.files}

@@ -21,6 +21,7 @@ from typing import Callable
 from tfrs_selreg.cli import stages
 from tfrs_selreg.cli.run import _flags
 from tfrs_selreg.cli.stages import Stage, StageRunner
+from tfrs_selreg.experiment import results
 from tfrs_selreg.experiment.config import ExperimentConfig, MethodConfig
 
 
@@ -102,8 +103,9 @@ class Experiment:
                                 + _flags(c.train_args_for(backbone, method)),
                                 os.path.join(run_dir, "run.json"), _main_of("train"), after=[joins[teacher]],
                                 adopt=stages.train_outputs_match)
-                    evaluate = Stage(f"evaluate {title}", "evaluate", ["--run", run_dir, "--split", "test"],
-                                     os.path.join(run_dir, "metrics.json"), _main_of("evaluate"), after=[fit],
+                    evaluate = Stage(f"evaluate {title}", "evaluate", ["--run", run_dir, "--split", c.split],
+                                     os.path.join(run_dir, results.metrics_file(c.split)), _main_of("evaluate"),
+                                     after=[fit],
                                      adopt=stages.evaluate_outputs_match)
                     runs.append(PlannedRun(backbone, method, seed, teacher, run_dir, fit, evaluate))
         return data_stages, runs
