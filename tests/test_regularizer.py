@@ -426,6 +426,8 @@ def test_config_validation():
         RegularizerConfig(gate_hidden_units=-2)
     with pytest.raises(ValueError, match="initial_gate"):
         RegularizerConfig(initial_gate=1.0)
+    with pytest.raises(ValueError, match="item_gradient_min_weight"):
+        RegularizerConfig(item_gradient_min_weight=1.5)
 
 
 def test_constructor_validation():

@@ -161,3 +161,35 @@ def test_teacher_gradient_scope(backbone, teacher_gradient, data, batch):
         assert moved - history and moved - history <= (pair_items & tail)
     else:
         assert moved - history and (moved - history) - tail
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.parametrize("threshold, moves_items", [(0.5, True), (0.95, False)])
+def test_item_gradient_threshold_on_the_pair_weight(backbone, threshold, moves_items, data, batch):
+    """``item_gradient_min_weight``: only pairs with weight >= the threshold train item rows.
+
+    A ``reliability`` gate started at 0.9 weighs pairs about ``2 * 0.9 - 1 = 0.8``: at threshold 0.5 the
+    long-tail rows of pair items move, at 0.95 only the histories' rows do (the user side still learns:
+    the loss is the same), while without a threshold they move too.
+    """
+    from tfrs_selreg.regularizer import PAIR_WEIGHT_MEAN, TEACHER_LOSS, RegularizerConfig
+
+    def run(min_weight):
+        tf.keras.utils.set_random_seed(0)
+        model = build_model(ModelConfig(backbone=backbone, **SMALL), data, RegularizerConfig(
+            gate="reliability", initial_gate=0.9, teacher_gradient="long_tail",
+            item_gradient_min_weight=min_weight))
+        model.loss_terms(batch, training=False)
+        table = model.item_features.id_embedding.embeddings
+        with tf.GradientTape() as tape:
+            terms = model.loss_terms(batch, training=False)
+        grad = tf.convert_to_tensor(tape.gradient(terms[TEACHER_LOSS], table)).numpy()
+        history = set(model.item_index(batch[schema.HISTORY]).numpy().ravel()) - {0}
+        moved = set(np.flatnonzero(np.abs(grad).sum(axis=1) > 0)) - history
+        return float(terms[TEACHER_LOSS]), float(terms[PAIR_WEIGHT_MEAN]), moved, model
+
+    loss, weight, moved, model = run(threshold)
+    unthresholded_loss, _, unthresholded_moved, _ = run(0.0)
+    assert 0.5 < weight < 0.95 and loss > 0 and loss == pytest.approx(unthresholded_loss, rel=1e-5)
+    assert unthresholded_moved and unthresholded_moved <= set(np.flatnonzero(model.regularizer.long_tail))
+    assert moved == (unthresholded_moved if moves_items else set())

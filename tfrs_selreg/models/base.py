@@ -133,10 +133,12 @@ class RecommenderModel(tfrs.Model):
         terms = {REC_LOSS: self.rec_loss(features, state, training)}
         if schema.TEACHER_PREF in features:
             item_index = _memoized(self.item_index)
-            def pair_score_fn(rows: tf.Tensor, item_ids: tf.Tensor) -> tf.Tensor:
+            def pair_score_fn(rows: tf.Tensor, item_ids: tf.Tensor,
+                              item_gradient: bool | tf.Tensor | None = None) -> tf.Tensor:
                 index = item_index(item_ids)
-                return self.pair_score_state(state, rows, index,
-                                             item_gradient=self.regularizer.item_gradient(index))
+                if item_gradient is None:
+                    item_gradient = self.regularizer.item_gradient(index)
+                return self.pair_score_state(state, rows, index, item_gradient=item_gradient)
 
             terms.update(self.regularizer(features, pair_score_fn=pair_score_fn, item_index_fn=item_index,
                                           training=training))
