@@ -264,6 +264,8 @@ def test_a_validation_sweep_evaluates_and_aggregates_the_val_split_only(tmp_path
     run = experiment.runs[0]
     assert run.evaluate.argv == ["--run", run.run_dir, "--split", "val"]
     assert run.evaluate.done_file == os.path.join(run.run_dir, "metrics-val.json")
+    # Its own record: a test config on the same runs does not see its evaluation as a changed command.
+    assert run.evaluate.record_path == os.path.join(run.run_dir, "stage-evaluate-val.json")
     for r in experiment.runs:
         os.makedirs(r.run_dir)
         with open(os.path.join(r.run_dir, "metrics-val.json"), "w") as f:

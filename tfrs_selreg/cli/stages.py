@@ -47,6 +47,8 @@ class Stage:
       after: the stages whose outputs this one reads.
       adopt: ``adopt(argv, done_file) -> bool``: whether outputs without a record were made by ``argv``.
       on_done: called after the stage ran successfully (e.g. to write a marker that is the done file).
+      record: the record's name when one folder holds several stages of the same command (default:
+        ``command``), e.g. the evaluations of two splits of one run.
     """
 
     title: str
@@ -57,10 +59,11 @@ class Stage:
     after: Sequence["Stage"] = ()
     adopt: Optional[Callable[[list[str], str], bool]] = None
     on_done: Optional[Callable[[], None]] = None
+    record: Optional[str] = None
 
     @property
     def record_path(self) -> str:
-        return os.path.join(os.path.dirname(self.done_file), f"{RECORD_PREFIX}{self.command}.json")
+        return os.path.join(os.path.dirname(self.done_file), f"{RECORD_PREFIX}{self.record or self.command}.json")
 
     @property
     def shell(self) -> str:

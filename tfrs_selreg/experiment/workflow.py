@@ -105,7 +105,7 @@ class Experiment:
                                 adopt=stages.train_outputs_match)
                     evaluate = Stage(f"evaluate {title}", "evaluate", ["--run", run_dir, "--split", c.split],
                                      os.path.join(run_dir, results.metrics_file(c.split)), _main_of("evaluate"),
-                                     after=[fit],
+                                     after=[fit], record=None if c.split == "test" else f"evaluate-{c.split}",
                                      adopt=stages.evaluate_outputs_match)
                     runs.append(PlannedRun(backbone, method, seed, teacher, run_dir, fit, evaluate))
         return data_stages, runs
