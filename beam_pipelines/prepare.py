@@ -736,7 +736,8 @@ def run(argv: Optional[list[str]] = None) -> dict:
         raise PrepareError(f"no training interactions left from {data_dir} (read "
                            f"{stats['rows_read']}, filtered {stats['rows_filtered']}); check "
                            "--min-rating and the input files")
-    schema_obj.save(o.output)
+    # Beam's file system rather than Schema.save (tf.io.gfile): the launcher need not import TensorFlow.
+    _write_text(os.path.join(o.output, schema.SCHEMA_FILE), [json.dumps(schema_obj.to_json(), indent=2)])
     _write_text(os.path.join(o.output, prepared.DATASET_CARD), [_dataset_card(stats)])
     return stats
 
