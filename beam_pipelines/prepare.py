@@ -737,7 +737,8 @@ def run(argv: Optional[list[str]] = None) -> dict:
                            f"{stats['rows_read']}, filtered {stats['rows_filtered']}); check "
                            "--min-rating and the input files")
     # Beam's file system rather than Schema.save (tf.io.gfile): the launcher need not import TensorFlow.
-    _write_text(os.path.join(o.output, schema.SCHEMA_FILE), [json.dumps(schema_obj.to_json(), indent=2)])
+    with FileSystems.create(os.path.join(o.output, schema.SCHEMA_FILE)) as f:
+        f.write(schema_obj.dumps().encode("utf-8"))
     _write_text(os.path.join(o.output, prepared.DATASET_CARD), [_dataset_card(stats)])
     return stats
 

@@ -131,11 +131,15 @@ class Schema:
         return cls(d["history_length"], d["teacher_pairs"], d["probe_pairs"],
                               tuple(FeatureSpec.from_json(f) for f in d["features"]))
 
+    def dumps(self) -> str:
+        """The text of ``schema.json``."""
+        return json.dumps(self.to_json(), indent=2) + "\n"
+
     def save(self, directory: str) -> str:
         import tensorflow as tf  # gfile so that gs:// outputs work for Dataflow runs.
         path = os.path.join(directory, SCHEMA_FILE)
         with tf.io.gfile.GFile(path, "w") as f:
-            f.write(json.dumps(self.to_json(), indent=2) + "\n")
+            f.write(self.dumps())
         return path
 
     @classmethod
