@@ -14,10 +14,14 @@ split, as in TF Ranking's separate training-only feature spec. The exporter reus
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import tensorflow as tf
 
 from tfrs_selreg.data import prepared, schema
+
+if TYPE_CHECKING:
+    from tfrs_selreg.data.in_memory import InMemorySplit
 
 _DTYPES = {"string": tf.string, "int64": tf.int64, "float32": tf.float32}
 
@@ -62,6 +66,7 @@ def make_dataset(
     repeat: bool = False,
     drop_remainder: bool = False,
     shuffle_buffer: int = 10_000,
+    in_memory: InMemorySplit | None = None,
 ) -> tf.data.Dataset:
     """Batches of ``{feature name: Tensor [batch, *shape]}`` from one split of a prepared folder.
 
@@ -76,6 +81,9 @@ def make_dataset(
       repeat: repeat forever (for ``fit`` with ``steps_per_epoch``).
       drop_remainder: drop a last partial batch.
       shuffle_buffer: examples in the shuffle buffer.
+      in_memory: this split already parsed (:class:`~tfrs_selreg.data.in_memory.InMemorySplit`, with the
+        features of the same roles): batches are gathered from its columns (ids as indices) and no record
+        is read again. ``shuffle`` is then a uniform permutation of all examples per pass (no buffer).
     """
     if include_training_only is None:
         include_training_only = split == "train"
@@ -87,18 +95,54 @@ def make_dataset(
     if include_training_only:
         roles.append(schema.ROLE_TRAINING_ONLY)
     spec = feature_spec(schema.Schema.load(prepared_dir), roles)
+    if in_memory is None:
+        ds = tf.data.Dataset.from_tensor_slices(files)
+        if shuffle:
+            ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
+                           num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+        ds = ds.map(lambda records: tf.io.parse_example(records, spec), num_parallel_calls=tf.data.AUTOTUNE)
+        return ds.prefetch(tf.data.AUTOTUNE)
+    if len(in_memory.file_sizes) != len(files) or set(in_memory.columns) != set(spec):
+        raise ValueError(f"in_memory holds {len(in_memory.file_sizes)} file(s) with features "
+                         f"{sorted(in_memory.columns)}; {prepared_dir!r} split {split!r} has {len(files)} with "
+                         f"{sorted(spec)}: load it from the same split and roles.")
+    return _in_memory_batches(in_memory, batch_size=batch_size, shuffle=shuffle, seed=seed, repeat=repeat,
+                              drop_remainder=drop_remainder)
 
-    ds = tf.data.Dataset.from_tensor_slices(files)
-    if shuffle:
-        ds = ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=min(len(files), 8),
-                       num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if shuffle:
-        ds = ds.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
-    ds = ds.map(lambda records: tf.io.parse_example(records, spec), num_parallel_calls=tf.data.AUTOTUNE)
+
+def _in_memory_batches(in_memory: InMemorySplit, *, batch_size: int, shuffle: bool, seed: int | None,
+                       repeat: bool, drop_remainder: bool) -> tf.data.Dataset:
+    """Batches gathered from ``in_memory``'s columns; with ``shuffle`` a new uniform permutation of all
+    rows every pass (pass ``e`` uses the stateless seed ``(seed, e)``).
+
+    Every ``tf.data`` element is a whole batch of row numbers: tf.data's per-element cost (about 10 us
+    per record for interleave + shuffle on 2 cores) would otherwise be most of the input's cost.
+    """
+    n = in_memory.num_records
+    full = n // batch_size
+    if full == 0 and (drop_remainder or n == 0):
+        raise ValueError(f"batch_size {batch_size} is larger than the {n} example(s) of the split, and a partial "
+                         "batch is dropped: lower --batch-size.")
+    base_seed = tf.constant(seed if seed is not None else int(tf.random.uniform([], 0, 2**31 - 1, tf.int64)),
+                            tf.int64)
+
+    def one_pass(e: tf.Tensor) -> tf.data.Dataset:
+        rows = tf.range(n, dtype=tf.int64)
+        if shuffle:
+            rows = tf.random.experimental.stateless_shuffle(rows, seed=tf.stack([base_seed, e]))
+        batches = tf.data.Dataset.from_tensor_slices(tf.reshape(rows[:full * batch_size], [full, batch_size]))
+        if not drop_remainder and n % batch_size:
+            batches = batches.concatenate(tf.data.Dataset.from_tensors(rows[full * batch_size:]))
+        return batches
+
+    passes = tf.data.Dataset.range(2**62 if repeat else 1)
+    ds = passes.flat_map(one_pass).map(in_memory.rows, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -7,17 +7,27 @@
 - Teacher: its accuracy on probe pairs (``(pref > 0.5) == truth``, ties ``pref = 0.5`` left out), by
   the same segments.
 
-A (user, item_i, item_j) pair repeated over a user's training records counts once.
+A (user, item_i, item_j) pair repeated over a user's training records counts once, with the first
+record that holds it (in file order: shards sorted, records as written) as its context. The split is
+parsed once (:class:`~tfrs_selreg.data.in_memory.InMemorySplit`), pairs are de-duplicated before any
+scoring, and only the distinct teacher pairs are scored; probe accuracy needs no model at all.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from tfrs_selreg.data import input_fn, schema
+from tfrs_selreg.data import schema
+from tfrs_selreg.data.in_memory import InMemorySplit
 
 HISTORY_BINS = (1, 2, 3, 4, 6, 11, 21, 51, 101)
 POPULARITY_BINS = (0, 1, 3, 6, 11, 21, 51, 101, 501)
+
+_ROLES = (schema.ROLE_SERVING, schema.ROLE_EXAMPLE, schema.ROLE_TRAINING_ONLY)
+_ROW_FEATURES = (schema.USER_ID, schema.HISTORY, schema.HISTORY_LENGTH, schema.COLD_START)
+_TEACHER_FEATURES = (schema.TEACHER_ITEM_I, schema.TEACHER_ITEM_J, schema.TEACHER_PREF, schema.TEACHER_CONFIDENCE,
+                     schema.TEACHER_MASK)
+_PROBE_FEATURES = (schema.PROBE_ITEM_I, schema.PROBE_ITEM_J, schema.PROBE_PREF, schema.PROBE_TRUTH, schema.PROBE_MASK)
 
 
 def _bin_labels(edges) -> list[str]:
@@ -45,66 +55,69 @@ def _segments(values: np.ndarray, cold: np.ndarray, tail: np.ndarray, value_name
     return out
 
 
-def _unique_pairs(columns: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    keys = np.stack([columns["user"], columns["item_i"], columns["item_j"]], axis=1)
-    _, first = np.unique(keys, axis=0, return_index=True)
-    return {k: v[first] for k, v in columns.items()}
+def _distinct_slots(columns: dict[str, np.ndarray], prefix: str, num_items: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(rows, slots)`` of the real, ordered ``prefix`` pair slots, one per distinct (user, item_i, item_j)
+    (its first occurrence in row-major order), sorted by that key."""
+    pref = columns[f"{prefix}_pref"]
+    rows, slots = np.nonzero((columns[f"{prefix}_mask"] > 0) & (pref != 0.5))
+    user = columns[schema.USER_ID][rows].astype(np.int64)
+    item_i = columns[f"{prefix}_item_i"][rows, slots].astype(np.int64)
+    item_j = columns[f"{prefix}_item_j"][rows, slots].astype(np.int64)
+    base = num_items + 1
+    if (int(user.max(initial=0)) + 1) * base * base < 2**63:
+        _, first = np.unique((user * base + item_i) * base + item_j, return_index=True)
+    else:
+        _, first = np.unique(np.stack([user, item_i, item_j], axis=1), axis=0, return_index=True)
+    return rows[first], slots[first]
 
 
-def pair_diagnostics(model, prepared_dir: str, *, batch_size: int = 1024,
+def _teacher_weights(model, columns: dict[str, np.ndarray], rows: np.ndarray, slots: np.ndarray,
+                     batch_size: int) -> np.ndarray:
+    """The trained gate's weight of each pair ``(rows[k], slots[k])``, scored in its row's context."""
+    weights = []
+    for start in range(0, rows.size, batch_size):
+        r, c = rows[start:start + batch_size], slots[start:start + batch_size]
+        batch = {name: columns[name][r] for name in _ROW_FEATURES}
+        batch.update({name: columns[name][r, c][:, None] for name in _TEACHER_FEATURES})
+        weights.append(model.regularizer.pair_weights(batch, model.pair_scorer(batch), model.item_index).numpy()[:, 0])
+    return np.concatenate(weights) if weights else np.zeros([0])
+
+
+def pair_diagnostics(model, prepared_dir: str, *, batch_size: int = 4096,
                      max_examples: int | None = None) -> dict:
     """``{"gate": ..., "probe_accuracy": ...}`` over the training split (see the module docstring).
 
-    ``gate`` is ``None`` for gate mode ``none``. ``max_examples`` caps the training records read.
+    ``gate`` is ``None`` for gate mode ``none``. ``max_examples`` caps the training records used (the first
+    ones in file order).
     """
     popularity = model.catalog.popularity
     long_tail = model.catalog.long_tail.astype(bool)
     gated = model.regularizer.config.gate != "none"
-    teacher, probe = [], []
-    ds = input_fn.make_dataset(prepared_dir, "train", batch_size=batch_size, shuffle=False, seed=None)
-    if max_examples is not None:
-        ds = ds.unbatch().take(max_examples).batch(batch_size)
-    for batch in ds:
-        user = model.query_features.user_lookup(batch[schema.USER_ID]).numpy()
-        history_length = batch[schema.HISTORY_LENGTH].numpy()
-        cold = batch[schema.COLD_START].numpy().astype(bool)
-        weights = (model.regularizer.pair_weights(batch, model.pair_scorer(batch), model.item_index).numpy()
-                   if gated else None)
-        for rows, prefix, mask_key, extra in (
-                (teacher, "teacher", schema.TEACHER_MASK, weights),
-                (probe, "probe", schema.PROBE_MASK, batch[schema.PROBE_TRUTH].numpy())):
-            if extra is None:
-                continue
-            pref = batch[f"{prefix}_pref"].numpy()
-            real = (batch[mask_key].numpy() > 0) & (pref != 0.5)
-            r, c = np.nonzero(real)
-            rows.append({
-                "user": user[r],
-                "item_i": model.item_index(batch[f"{prefix}_item_i"]).numpy()[r, c],
-                "item_j": model.item_index(batch[f"{prefix}_item_j"]).numpy()[r, c],
-                "pref": pref[r, c], "extra": extra[r, c],
-                "cold": cold[r], "history_length": history_length[r],
-            })
-
-    def gather(rows):
-        columns = {k: np.concatenate([part[k] for part in rows]) for k in rows[0]} if rows else None
-        return None if columns is None or columns["user"].size == 0 else _unique_pairs(columns)
+    names = _ROW_FEATURES + _PROBE_FEATURES + (_TEACHER_FEATURES if gated else ())
+    split = InMemorySplit.load(prepared_dir, "train", _ROLES, names)
+    columns = {name: value.numpy()[:max_examples] for name, value in split.columns.items()}
+    cold = columns[schema.COLD_START].astype(bool)
+    history_length = columns[schema.HISTORY_LENGTH]
 
     out: dict = {"gate": None, "probe_accuracy": None}
-    pairs = gather(teacher)
-    if pairs is not None:
-        tail = long_tail[pairs["item_i"]] | long_tail[pairs["item_j"]]
-        min_popularity = np.minimum(popularity[pairs["item_i"]], popularity[pairs["item_j"]])
-        w = pairs["extra"].astype(np.float64)
-        out["gate"] = {
-            "mode": model.regularizer.config.gate,
-            **_segments(w, pairs["cold"], tail, "mean_weight", "pairs"),
-            "by_history_length": _by_bin(w, pairs["history_length"], HISTORY_BINS, "mean_weight", "pairs"),
-            "by_popularity": _by_bin(w, min_popularity, POPULARITY_BINS, "mean_weight", "pairs"),
-        }
-    probes = gather(probe)
-    if probes is not None:
-        correct = ((probes["pref"] > 0.5) == (probes["extra"] > 0.5)).astype(np.float64)
-        tail = long_tail[probes["item_i"]] | long_tail[probes["item_j"]]
-        out["probe_accuracy"] = _segments(correct, probes["cold"], tail, "accuracy", "probes")
+    if gated:
+        rows, slots = _distinct_slots(columns, "teacher", model.num_items)
+        if rows.size:
+            item_i = columns[schema.TEACHER_ITEM_I][rows, slots]
+            item_j = columns[schema.TEACHER_ITEM_J][rows, slots]
+            w = _teacher_weights(model, columns, rows, slots, batch_size).astype(np.float64)
+            tail = long_tail[item_i] | long_tail[item_j]
+            min_popularity = np.minimum(popularity[item_i], popularity[item_j])
+            out["gate"] = {
+                "mode": model.regularizer.config.gate,
+                **_segments(w, cold[rows], tail, "mean_weight", "pairs"),
+                "by_history_length": _by_bin(w, history_length[rows], HISTORY_BINS, "mean_weight", "pairs"),
+                "by_popularity": _by_bin(w, min_popularity, POPULARITY_BINS, "mean_weight", "pairs"),
+            }
+    rows, slots = _distinct_slots(columns, "probe", model.num_items)
+    if rows.size:
+        pref = columns[schema.PROBE_PREF][rows, slots]
+        correct = ((pref > 0.5) == (columns[schema.PROBE_TRUTH][rows, slots] > 0.5)).astype(np.float64)
+        tail = long_tail[columns[schema.PROBE_ITEM_I][rows, slots]] | long_tail[columns[schema.PROBE_ITEM_J][rows, slots]]
+        out["probe_accuracy"] = _segments(correct, cold[rows], tail, "accuracy", "probes")
     return out

@@ -5,7 +5,8 @@ with before: the training items, plus the validation items when evaluating test)
 ``C_u = items \\ E_u`` and the negatives ``N_u = C_u \\ P_u``. Then
 
 - ``AUC_u = 1 / (|P_u| |N_u|) * sum_{p in P_u, n in N_u} ( [s_p > s_n] + 0.5 [s_p = s_n] )``, computed from
-  average ranks (Mann-Whitney): ``(sum_{p} rank_C(p) - |P_u| (|P_u| + 1) / 2) / (|P_u| |N_u|)``;
+  average ranks (Mann-Whitney): ``(sum_{p} rank_C(p) - |P_u| (|P_u| + 1) / 2) / (|P_u| |N_u|)``, each rank
+  counted by comparing the positive with its row (no sort);
 - ``Recall@k_u = |P_u ∩ top_k(C_u)| / |P_u|``;
 - ``NDCG@k_u = sum_{r <= k, item_r in P_u} 1 / log2(r + 1) / sum_{r = 1}^{min(k, |P_u|)} 1 / log2(r + 1)``,
 
@@ -18,9 +19,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy import stats
 
 AUC = "auc"
+_COMPARE_BLOCK = 1 << 24
 
 
 def recall_key(k: int) -> str:
@@ -58,11 +59,8 @@ def ranking_metrics(scores: np.ndarray, positives: np.ndarray, excluded: np.ndar
     masked = np.where(excluded, -np.inf, scores)
     n_pos = positives.sum(axis=1)
     n_neg = (~excluded).sum(axis=1) - n_pos
-    # Excluded items (-inf) all rank below every candidate, so subtracting their count gives ranks in C_u.
-    ranks = stats.rankdata(masked, method="average", axis=1) - excluded.sum(axis=1, keepdims=True)
-    rank_sum = np.where(positives, ranks, 0.0).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        auc = (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+        auc = (_positive_rank_sums(masked, positives, excluded) - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
     out = {AUC: np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)}
 
     k_max = min(max(ks), scores.shape[1])
@@ -79,6 +77,27 @@ def ranking_metrics(scores: np.ndarray, positives: np.ndarray, excluded: np.ndar
         out[recall_key(k)] = np.where(n_pos > 0, recall, np.nan)
         out[ndcg_key(k)] = np.where(n_pos > 0, ndcg, np.nan)
     return out
+
+
+def _positive_rank_sums(masked: np.ndarray, positives: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+    """``sum_{p in P_u} rank_C(p)`` per user, ranks 1-based and averaged over ties, by counting.
+
+    ``rank_C(p) = |{c in C_u: s_c < s_p}| + (|{c in C_u: s_c = s_p}| + 1) / 2`` (the Mann-Whitney average
+    rank): one comparison of each positive with its row, no sort. Excluded items are ``-inf`` in
+    ``masked``, below every candidate, and are subtracted from the count.
+    """
+    rows, cols = np.nonzero(positives)
+    sums = np.zeros(masked.shape[0])
+    n_excluded = excluded.sum(axis=1)
+    # Positives in blocks, so that the [positives, items] comparison stays near _COMPARE_BLOCK elements.
+    block = max(1, _COMPARE_BLOCK // max(1, masked.shape[1]))
+    for start in range(0, rows.size, block):
+        r, c = rows[start:start + block], cols[start:start + block]
+        row_scores, s_p = masked[r], masked[r, c][:, None]
+        less = (row_scores < s_p).sum(axis=1) - n_excluded[r]
+        equal = (row_scores == s_p).sum(axis=1)
+        np.add.at(sums, r, less + (equal + 1) / 2.0)
+    return sums
 
 
 def mean_over_users(values: np.ndarray) -> float:

@@ -122,12 +122,13 @@ class RankingEvaluator:
         out[rows[inside] - start, cols[inside]] = True
         return out
 
-    def scores(self, model, start: int, stop: int) -> np.ndarray:
+    def scores(self, score_all, start: int, stop: int) -> np.ndarray:
         """``[stop - start, num_items]`` logits of users ``start:stop`` against the whole catalog.
 
-        Column ``k`` is the item on line ``k`` of ``vocab/items.txt`` (the model's OOV column 0 is dropped).
+        ``score_all`` is a model's ``score_all`` (or its ``all_items_scorer()``). Column ``k`` is the item on
+        line ``k`` of ``vocab/items.txt`` (the model's OOV column 0 is dropped).
         """
-        return model.score_all({
+        return score_all({
             schema.USER_ID: tf.constant(self.user_ids[start:stop].astype(str)),
             schema.HISTORY: tf.constant(self.histories[start:stop].astype(str)),
         }).numpy()[:, 1:]  # column 0 is the OOV slot, never a candidate
@@ -138,11 +139,15 @@ class RankingEvaluator:
 
     def evaluate(self, model, *, ks: Sequence[int] = KS, batch_users: int = 256,
                  segments: Sequence[str] = SEGMENTS) -> dict[str, SegmentResult]:
-        """Ranks every item for every user with ``model.score_all``; per-user values by segment."""
+        """Ranks every item for every user with ``model.score_all``; per-user values by segment.
+
+        A model with ``all_items_scorer`` computes its item side once for all batches of users.
+        """
+        score_all = model.all_items_scorer() if hasattr(model, "all_items_scorer") else model.score_all
         parts = {name: [] for name in segments}
         for start in range(0, self.num_users, batch_users):
             stop = min(start + batch_users, self.num_users)
-            scores = self.scores(model, start, stop)
+            scores = self.scores(score_all, start, stop)
             positives, excluded = self.masks(start, stop)
             rows = np.arange(start, stop)
             overall = metrics.ranking_metrics(scores, positives, excluded, ks)

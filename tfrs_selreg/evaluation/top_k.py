@@ -55,7 +55,7 @@ def sample_top_k(run_dir: str, prepared_dir: str | None = None, *, k: int = 10,
 
     out = []
     for kind, row in sample_users(evaluator).items():
-        scores = evaluator.scores(model, row, row + 1)[0]
+        scores = evaluator.scores(model.score_all, row, row + 1)[0]
         held_out, excluded = (m[0] for m in evaluator.masks(row, row + 1))
         candidates = np.flatnonzero(~excluded)
         # Highest score first; ties by catalog order, so the list is deterministic.

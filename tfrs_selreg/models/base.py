@@ -31,6 +31,7 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_selreg import regularizer as regularizer_lib
 from tfrs_selreg.data import schema
+from tfrs_selreg.data.in_memory import vocabulary_lookup
 from tfrs_selreg.models.catalog import ItemCatalog
 from tfrs_selreg.models.config import ModelConfig
 from tfrs_selreg.models.features import ItemFeatures, QueryFeatures
@@ -58,8 +59,7 @@ class RecommenderModel(tfrs.Model):
         super().__init__(**kwargs)
         self.config = config
         self.catalog = catalog
-        self.item_lookup = tf.keras.layers.StringLookup(vocabulary=list(catalog.item_ids), num_oov_indices=1,
-                                                        mask_token=None, name="item_lookup")
+        self.item_lookup = vocabulary_lookup(catalog.item_ids, "item_lookup")
         self.item_features = ItemFeatures(catalog, config.embedding_dim, name="item_features")
         self.query_features = QueryFeatures(user_vocabulary, self.item_features, config.embedding_dim,
                                             name="query_features")
@@ -86,6 +86,11 @@ class RecommenderModel(tfrs.Model):
     def rec_loss(self, features: Features, state: tf.Tensor, training: bool) -> tf.Tensor:
         raise NotImplementedError
 
+    def training_state(self, features: Features, training: bool) -> tuple[tf.Tensor, Callable[[], tf.Tensor]]:
+        """``(user_state, rec_loss thunk)`` of a training batch; a backbone may share work between the two."""
+        state = self.user_state(features, training=training)
+        return state, lambda: self.rec_loss(features, state, training)
+
     # --- derived ------------------------------------------------------------------------------------
 
     @property
@@ -93,14 +98,20 @@ class RecommenderModel(tfrs.Model):
         return self.catalog.num_items
 
     def item_index(self, item_ids: tf.Tensor) -> tf.Tensor:
-        """Item ids (string, any shape) -> int64 indices; unknown ids and ``""`` map to 0 (OOV)."""
-        return self.item_lookup(item_ids)
+        """Item ids (string, any shape) -> int64 indices; unknown ids and ``""`` map to 0 (OOV).
 
-    def query(self, features: Features) -> tf.Tensor:
-        """``[B, 4 d]`` query features from ``user_id [B]`` and ``history [B, L]``."""
-        history = features[schema.HISTORY]
-        return self.query_features(features[schema.USER_ID], self.item_index(history),
-                                   tf.not_equal(history, ""))
+        Integer input is taken as indices already (the in-memory training cache of
+        :mod:`tfrs_selreg.data.in_memory` holds indices), so every feature may come as ids or as indices.
+        """
+        item_ids = tf.convert_to_tensor(item_ids)
+        return tf.cast(item_ids, tf.int64) if item_ids.dtype.is_integer else self.item_lookup(item_ids)
+
+    def query(self, features: Features, items: tf.Tensor | None = None) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor]:
+        """``[B, 4 d]`` query features from ``user_id [B]`` and ``history [B, L]`` (ids or indices); with item
+        indices ``items`` also their item features, from the same distinct-item pass."""
+        history = tf.convert_to_tensor(features[schema.HISTORY])
+        mask = history > 0 if history.dtype.is_integer else tf.not_equal(history, "")
+        return self.query_features(features[schema.USER_ID], self.item_index(history), mask, items=items)
 
     def scorer(self, features: Features, training: bool = False) -> Callable[[tf.Tensor], tf.Tensor]:
         """Item ids ``[B, n]`` -> logits ``[B, n]`` of ``features``' users (user side computed once)."""
@@ -124,13 +135,21 @@ class RecommenderModel(tfrs.Model):
         """Logits ``[B, num_items + 1]`` against every item index (column 0 is the OOV slot)."""
         return self.score_all_state(self.user_state(user_features))
 
+    def all_items_scorer(self) -> Callable[[Features], tf.Tensor]:
+        """``score_all`` with the item side computed once: user features -> logits ``[B, num_items + 1]``.
+
+        For ranking many batches of users with fixed weights (evaluation): the item tower (two-tower) or
+        the item features (DCN) of the whole catalog are computed when this is called, not per batch.
+        """
+        return self.score_all
+
     def loss_terms(self, features: Features, training: bool = False) -> dict[str, tf.Tensor]:
         """``rec_loss``, the regularizer's outputs and ``total_loss`` for one batch.
 
         Batches without teacher features (validation, test) get the backbone's loss alone.
         """
-        state = self.user_state(features, training=training)
-        terms = {REC_LOSS: self.rec_loss(features, state, training)}
+        state, rec_loss = self.training_state(features, training)
+        terms = {REC_LOSS: rec_loss()}
         if schema.TEACHER_PREF in features:
             item_index = _memoized(self.item_index)
             def pair_score_fn(rows: tf.Tensor, item_ids: tf.Tensor,
@@ -160,7 +179,7 @@ class RecommenderModel(tfrs.Model):
         return list(self._trackers.values())
 
     def train_step(self, inputs: Features) -> dict[str, tf.Tensor]:
-        """One optimizer step on ``L`` (plus any layer losses).
+        """One optimizer step on ``L`` (plus any layer losses), with dense gradients.
 
         The loss is a per-replica mean, so it is divided by the number of replicas: the optimizer sums
         gradients over replicas, which then equals the gradient of the global batch mean.
@@ -173,7 +192,10 @@ class RecommenderModel(tfrs.Model):
             scaled = loss / replicas
         variables = self.trainable_variables
         gradients = tape.gradient(scaled, variables)
-        self.optimizer.apply_gradients((g, v) for g, v in zip(gradients, variables) if g is not None)
+        # Adam touches every row of a table each step whatever the gradient's form (its moments decay), so
+        # a dense gradient costs no more and takes the fused update (tfrs_selreg.training.optimizer).
+        self.optimizer.apply_gradients((tf.convert_to_tensor(g), v) for g, v in zip(gradients, variables)
+                                       if g is not None)
         return {m.name: m.result() for m in self.metrics}
 
     def test_step(self, inputs: Features) -> dict[str, tf.Tensor]:

@@ -75,10 +75,17 @@ class DCNModel(RecommenderModel):
         return self.pair_logits(tf.gather(state, rows)[None], items[None])[0]
 
     def score_all_state(self, state: tf.Tensor) -> tf.Tensor:
+        return self._score_items(state, self.item_features(tf.range(self.num_items + 1))[None])
+
+    def all_items_scorer(self):
         items = self.item_features(tf.range(self.num_items + 1))[None]
+        return lambda features: self._score_items(self.user_state(features), items)
+
+    def _score_items(self, state: tf.Tensor, items: tf.Tensor) -> tf.Tensor:
+        """Logits ``[B, n]`` of user inputs ``state [B, Du]`` against item features ``items [1, n, Di]``."""
         block = max(1, PAIRS_PER_BLOCK // max(1, int(state.shape[0] or 1)))
         blocks = [self.pair_logits(state[:, None, :], items[:, start:start + block])
-                  for start in range(0, self.num_items + 1, block)]
+                  for start in range(0, int(items.shape[1]), block)]
         return tf.concat(blocks, axis=1)
 
     def rec_loss(self, features: Features, state: tf.Tensor, training: bool) -> tf.Tensor:

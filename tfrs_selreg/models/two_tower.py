@@ -69,11 +69,25 @@ class TwoTowerModel(RecommenderModel):
     def score_all_state(self, state: tf.Tensor) -> tf.Tensor:
         return tf.linalg.matmul(state, self.all_item_embeddings(), transpose_b=True)
 
+    def all_items_scorer(self):
+        items = self.all_item_embeddings()
+        return lambda features: tf.linalg.matmul(self.user_embedding(features), items, transpose_b=True)
+
+    def training_state(self, features: Features, training: bool):
+        # The positives' item features come from the history's distinct-item pass (one pass per step).
+        index = self.item_index(features[schema.ITEM_ID])
+        query, positives = self.query(features, items=index)
+        state = self.query_projection(query)
+        return state, lambda: self._rec_loss(state, index, self.candidate_projection(positives))
+
     def rec_loss(self, features: Features, state: tf.Tensor, training: bool) -> tf.Tensor:
         index = self.item_index(features[schema.ITEM_ID])
+        return self._rec_loss(state, index, self.item_embedding_from_index(index))
+
+    def _rec_loss(self, state: tf.Tensor, index: tf.Tensor, candidates: tf.Tensor) -> tf.Tensor:
         options = self.config.two_tower
         per_example = self.task(
-            state, self.item_embedding_from_index(index),
+            state, candidates,
             candidate_sampling_probability=(tf.gather(self._sampling_probability, index)
                                             if options.logq_correction else None),
             candidate_ids=index if options.remove_accidental_hits else None,

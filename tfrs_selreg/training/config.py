@@ -42,6 +42,9 @@ class TrainConfig:
       learning_rate: Adam's learning rate.
       steps_per_epoch: batches per epoch; ``None`` is one pass over the training examples.
       shuffle_buffer: examples in the shuffle buffer.
+      in_memory_max_mb: parse the training split once into memory (ids as indices,
+        :mod:`tfrs_selreg.data.in_memory`) when its columns take at most this many MiB; larger splits, 0,
+        and multi-replica strategies stream the TFRecords every epoch. The batches are the same either way.
       early_stopping_patience: epochs without a better ``val_recall@20`` before stopping.
       validation_max_users: rank at most this many (seeded) validation users per epoch; ``None``: all.
       strategy: ``default`` (one device), ``mirrored`` (the local GPUs) or ``multi_worker``
@@ -58,6 +61,7 @@ class TrainConfig:
     learning_rate: float = 1e-3
     steps_per_epoch: int | None = None
     shuffle_buffer: int = 10_000
+    in_memory_max_mb: int = 4096
     early_stopping_patience: int = 3
     validation_max_users: int | None = None
     strategy: str = "default"
@@ -68,6 +72,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "shuffle_buffer"):
             if getattr(self, name) < 1:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.in_memory_max_mb < 0:
+            raise ValueError(f"TrainConfig.in_memory_max_mb must be >= 0, got {self.in_memory_max_mb}.")
         if not self.learning_rate > 0:
             raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}.")
 

@@ -30,12 +30,15 @@ from typing import Any
 import tensorflow as tf
 import yaml
 
+from tfrs_selreg.data import in_memory as in_memory_lib
 from tfrs_selreg.data import input_fn, schema
+from tfrs_selreg.data.in_memory import InMemorySplit
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.evaluation.ranking import RankingEvaluator
 from tfrs_selreg.models import BACKBONES, build_model
 from tfrs_selreg.regularizer import GATE_MODES
 from tfrs_selreg.training import config as config_lib
+from tfrs_selreg.training import optimizer as optimizer_lib
 from tfrs_selreg.training import run as run_lib
 from tfrs_selreg.training import strategy as strategy_lib
 from tfrs_selreg.training.callbacks import HistoryWriter, ValidationRanking
@@ -84,14 +87,15 @@ def train(config: TrainConfig, *, verbose: int = 1) -> RunResult:
     steps = config.steps_per_epoch or max(1, math.ceil(train_examples / config.batch_size))
     with strategy.scope():
         model = build_model(config.model, data, config.regularizer)
-        model.compile(optimizer=tf.keras.optimizers.Adam(config.learning_rate))
+        model.compile(optimizer=optimizer_lib.make_optimizer(config.learning_rate))
 
     options = tf.data.Options()
     # Shards are few and uneven; every worker reads them all and keeps its share of the batches.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     dataset = input_fn.make_dataset(
         config.prepared, "train", batch_size=config.batch_size, shuffle=True, seed=config.seed,
-        repeat=True, drop_remainder=True, shuffle_buffer=config.shuffle_buffer).with_options(options)
+        repeat=True, drop_remainder=True, shuffle_buffer=config.shuffle_buffer,
+        in_memory=_in_memory(config, spec, train_examples, strategy)).with_options(options)
 
     evaluator = RankingEvaluator(data, "val", spec.history_length, max_users=config.validation_max_users,
                                  seed=config.seed)
@@ -136,6 +140,18 @@ def train(config: TrainConfig, *, verbose: int = 1) -> RunResult:
     with tf.io.gfile.GFile(os.path.join(run_dir, run_lib.RUN_FILE), "w") as f:
         f.write(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
     return result
+
+
+def _in_memory(config: TrainConfig, spec: schema.Schema, records: int,
+               strategy: tf.distribute.Strategy) -> InMemorySplit | None:
+    """The training split in memory when it fits ``in_memory_max_mb`` on a one-replica strategy."""
+    # A distributed dataset is serialized to its workers, and its columns would be copied into the graph.
+    if config.in_memory_max_mb == 0 or strategy.num_replicas_in_sync > 1 or config.strategy != "default":
+        return None
+    roles = (schema.ROLE_SERVING, schema.ROLE_EXAMPLE, schema.ROLE_TRAINING_ONLY)
+    if in_memory_lib.estimate_bytes(spec, roles, records) > config.in_memory_max_mb * 2**20:
+        return None
+    return InMemorySplit.load(config.prepared, "train", roles)
 
 
 def _parser() -> argparse.ArgumentParser:
