@@ -7,8 +7,9 @@ that ``fit`` compiles (``make_train_function``):
 
 - ``ids-only``: the model of the TFRS basic-retrieval tutorial written as the tutorial writes it
   (``StringLookup`` + ``Embedding`` towers of size 64 for user and item id, ``tfrs.tasks.Retrieval``,
-  Adam), reading ``user_id``/``item_id`` parsed once and cached by ``tf.data`` (``.cache()``, filled before
-  timing), then shuffled and batched as a tutorial user would; the reference for the project's own input and feature cost;
+  Adam), reading ``user_id``/``item_id`` parsed once and cached by ``tf.data`` (``.cache()``, filled
+  before timing), then shuffled and batched as a tutorial user would; the reference for the project's
+  own input and feature cost;
 - ``none``, ``none (A/A)``: the project's backbone without teacher, twice (two models, two iterators):
   their ratio is the noise floor of the machine during this run;
 - the gate modes of ``--gates``, on the backbone of ``--backbone``.
@@ -36,10 +37,10 @@ import sys
 import time
 from typing import Optional
 
-import tfrs_selreg  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
+import tfrs_selreg  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 from tfrs_selreg.data import in_memory as in_memory_lib
 from tfrs_selreg.data import input_fn, schema
 from tfrs_selreg.data.prepared import PreparedData

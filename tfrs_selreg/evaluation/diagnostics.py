@@ -118,6 +118,7 @@ def pair_diagnostics(model, prepared_dir: str, *, batch_size: int = 4096,
     if rows.size:
         pref = columns[schema.PROBE_PREF][rows, slots]
         correct = ((pref > 0.5) == (columns[schema.PROBE_TRUTH][rows, slots] > 0.5)).astype(np.float64)
-        tail = long_tail[columns[schema.PROBE_ITEM_I][rows, slots]] | long_tail[columns[schema.PROBE_ITEM_J][rows, slots]]
+        tail = (long_tail[columns[schema.PROBE_ITEM_I][rows, slots]]
+                | long_tail[columns[schema.PROBE_ITEM_J][rows, slots]])
         out["probe_accuracy"] = _segments(correct, cold[rows], tail, "accuracy", "probes")
     return out
