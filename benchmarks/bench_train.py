@@ -30,6 +30,7 @@ A synthetic folder for it: ``python -m tests.synthetic DIR``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -37,10 +38,12 @@ import sys
 import time
 from typing import Optional
 
+# isort: off
+import tfrs_selreg  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS before TensorFlow and TFRS load)
+# isort: on
 import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
-import tfrs_selreg  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow loads)
 from tfrs_selreg.data import in_memory as in_memory_lib
 from tfrs_selreg.data import input_fn, schema
 from tfrs_selreg.data.prepared import PreparedData
@@ -111,9 +114,12 @@ def _ids_only(data: PreparedData, batch_size: int, seed: int) -> Contender:
 
 
 def _project(data: PreparedData, backbone: str, gate: str, batch_size: int, seed: int,
-             in_memory: in_memory_lib.InMemorySplit | None) -> Contender:
+             in_memory: in_memory_lib.InMemorySplit | None, projection_dim: int | None = None) -> Contender:
     tf.keras.utils.set_random_seed(seed)
-    model = build_model(ModelConfig(backbone=backbone), data, RegularizerConfig(gate=gate))
+    config = ModelConfig(backbone=backbone)
+    if projection_dim:
+        config = dataclasses.replace(config, dcn=dataclasses.replace(config.dcn, projection_dim=projection_dim))
+    model = build_model(config, data, RegularizerConfig(gate=gate))
     ds = input_fn.make_dataset(data.directory, "train", batch_size=batch_size, shuffle=True, seed=seed,
                                repeat=True, drop_remainder=True, in_memory=in_memory)
     return Contender(model, ds, make_optimizer(1e-3))
@@ -133,6 +139,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--rounds", type=int, default=7, help="rounds; every contender runs --steps steps per round")
     p.add_argument("--warmup", type=int, default=5, help="untimed steps first (tracing, pipeline fill)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dcn-projection-dim", type=int, nargs="*", default=[],
+                   help="with --backbone dcn: also time `none` with low-rank cross layers of these ranks")
     p.add_argument("--no-ids-only", action="store_true", help="leave out the ids-only reference")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
@@ -151,6 +159,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     contenders[AA] = _project(data, args.backbone, "none", args.batch_size, args.seed, cached)
     for gate in args.gates:
         contenders[gate] = _project(data, args.backbone, gate, args.batch_size, args.seed, cached)
+    for rank in args.dcn_projection_dim if args.backbone == "dcn" else ():
+        contenders[f"none rank {rank}"] = _project(data, args.backbone, "none", args.batch_size, args.seed, cached,
+                                                   projection_dim=rank)
 
     for c in contenders.values():
         c.run(args.warmup, record=False)

@@ -81,3 +81,17 @@ def test_positive_and_excluded_overlap_is_an_error():
 def test_mean_over_users_skips_nan():
     assert metrics.mean_over_users(np.array([0.5, np.nan, 1.0])) == pytest.approx(0.75)
     assert math.isnan(metrics.mean_over_users(np.array([np.nan])))
+
+
+def test_auc_by_counting_with_ties_and_positives_in_several_blocks(monkeypatch):
+    rng = np.random.default_rng(7)
+    scores = np.round(rng.normal(size=(9, 40)), 1)  # many ties
+    positives = rng.random((9, 40)) < 0.3
+    excluded = (rng.random((9, 40)) < 0.2) & ~positives
+    monkeypatch.setattr(metrics, "_COMPARE_BLOCK", 40 * 3)  # 3 positives per comparison block
+    auc = metrics.ranking_metrics(scores, positives, excluded)["auc"]
+    for u in range(9):
+        p = scores[u][positives[u]]
+        n = scores[u][~positives[u] & ~excluded[u]]
+        expected = ((p[:, None] > n[None, :]) + 0.5 * (p[:, None] == n[None, :])).mean()
+        assert auc[u] == pytest.approx(expected, abs=1e-12)

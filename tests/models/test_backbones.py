@@ -193,3 +193,10 @@ def test_item_gradient_threshold_on_the_pair_weight(backbone, threshold, moves_i
     assert 0.5 < weight < 0.95 and loss > 0 and loss == pytest.approx(unthresholded_loss, rel=1e-5)
     assert unthresholded_moved and unthresholded_moved <= set(np.flatnonzero(model.regularizer.long_tail))
     assert moved == (unthresholded_moved if moves_items else set())
+
+
+@pytest.mark.parametrize("backbone", BACKBONES)
+def test_all_items_scorer_equals_score_all(backbone, data, batch):
+    model = build_model(ModelConfig(backbone=backbone, **SMALL), data)
+    np.testing.assert_allclose(model.all_items_scorer()(batch).numpy(), model.score_all(batch).numpy(),
+                               rtol=1e-5, atol=1e-6)
