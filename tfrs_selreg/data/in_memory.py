@@ -79,17 +79,20 @@ class InMemorySplit:
         for name, f in features.items():
             if f.dtype == tf.string and name != schema.USER_ID:
                 lookups[name] = items
+        def parse(records: tf.Tensor) -> dict[str, tf.Tensor]:
+            batch = tf.io.parse_example(records, features)
+            return {name: tf.cast(lookups[name](value), tf.int32) if name in lookups else value
+                    for name, value in batch.items()}
+
         parts: dict[str, list[np.ndarray]] = {name: [] for name in features}
         sizes = []
         for path in input_fn.split_files(prepared_dir, split):
             size = 0
-            for records in tf.data.TFRecordDataset(path).batch(_PARSE_BATCH):
-                batch = tf.io.parse_example(records, features)
+            batches = tf.data.TFRecordDataset(path).batch(_PARSE_BATCH).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+            for batch in batches.prefetch(tf.data.AUTOTUNE):
                 for name, value in batch.items():
-                    if name in lookups:
-                        value = tf.cast(lookups[name](value), tf.int32)
                     parts[name].append(value.numpy())
-                size += int(records.shape[0])
+                size += len(parts[name][-1])
             sizes.append(size)
         columns = {}
         for name, f in features.items():
