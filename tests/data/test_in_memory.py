@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests.data.test_input_fn import _all
 from tests.synthetic import make_prepared
 from tfrs_selreg.data import input_fn, schema
 from tfrs_selreg.data.in_memory import InMemorySplit, estimate_bytes
@@ -22,14 +23,6 @@ def prepared(tmp_path_factory):
 @pytest.fixture(scope="module")
 def split(prepared):
     return InMemorySplit.load(prepared, "train", ROLES)
-
-
-def _all(ds):
-    out = {}
-    for batch in ds:
-        for k, v in batch.items():
-            out.setdefault(k, []).append(v.numpy())
-    return {k: np.concatenate(v) for k, v in out.items()}
 
 
 def _keys(columns):

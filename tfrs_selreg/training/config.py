@@ -41,7 +41,8 @@ class TrainConfig:
       batch_size: global batch size (split over replicas).
       learning_rate: Adam's learning rate.
       steps_per_epoch: batches per epoch; ``None`` is one pass over the training examples.
-      shuffle_buffer: examples in the shuffle buffer.
+      shuffle_buffer: examples in the shuffle buffer when the training split is streamed (in memory, every pass
+        is a uniform permutation).
       in_memory_max_mb: parse the training split once into memory (ids as indices,
         :mod:`tfrs_selreg.data.in_memory`) when its columns take at most this many MiB; larger splits, 0,
         and multi-replica strategies stream the TFRecords every epoch. The batches are the same either way.
