@@ -46,17 +46,18 @@ def masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
     return tf.reduce_sum(values * mask, axis=-2) / tf.maximum(tf.reduce_sum(mask, axis=-2), 1.0)
 
 
-def _content_rows(catalog: ItemCatalog) -> tf.RaggedTensor:
-    """Per item index ``i``, the rows it reads of ``[E_id ; E_token ; E_category]`` (the three tables stacked):
-    ``i``, then its real title tokens (offset ``num_items + 1``), then its real categories (offset
-    ``num_items + 1 + num_tokens``); id 0 pads the token and category tables and is dropped."""
-    token_offset = catalog.num_items + 1
-    category_offset = token_offset + catalog.num_tokens
-    ids = np.concatenate([np.arange(catalog.num_items + 1)[:, None], catalog.title_token_ids + token_offset,
-                          catalog.category_ids + category_offset], axis=1)
-    real = np.concatenate([np.ones([catalog.num_items + 1, 1], bool), catalog.title_token_ids > 0,
-                           catalog.category_ids > 0], axis=1)
+def _ragged_ids(ids: np.ndarray) -> tf.RaggedTensor:
+    """The ids ``> 0`` of each row of ``ids`` (0 pads), in slot order, as a constant ragged tensor: the rows
+    of the sparse mean matrix ``A``."""
+    real = ids > 0
     return tf.RaggedTensor.from_row_lengths(ids[real].astype(np.int32), real.sum(axis=1).astype(np.int64))
+
+
+def sparse_mean(table: tf.Tensor, ids: tf.RaggedTensor) -> tf.Tensor:
+    """``A @ table`` for the ragged rows ``ids`` of ``A`` (``1 / n_r`` at the ``n_r`` ids of row ``r``): the mean
+    embedding of each row's ids, 0 for an empty row. One fused gather-and-reduce, sparse gradient."""
+    return tf.sparse.segment_mean(table, ids.values, tf.cast(ids.value_rowids(), tf.int32),
+                                  num_segments=tf.cast(ids.nrows(), tf.int32))
 
 
 class ItemFeatures(tf.keras.layers.Layer):
@@ -70,9 +71,8 @@ class ItemFeatures(tf.keras.layers.Layer):
         self.id_embedding = tf.keras.layers.Embedding(catalog.num_items + 1, embedding_dim, name="item_id")
         self.token_embedding = tf.keras.layers.Embedding(catalog.num_tokens, embedding_dim, name="title_token")
         self.category_embedding = tf.keras.layers.Embedding(catalog.num_categories, embedding_dim, name="category")
-        self._token_offset = catalog.num_items + 1
-        self._category_offset = self._token_offset + catalog.num_tokens
-        self._content_rows = _content_rows(catalog)
+        self._token_ids = _ragged_ids(catalog.title_token_ids)
+        self._category_ids = _ragged_ids(catalog.category_ids)
 
     def build(self, input_shape) -> None:
         for table in (self.id_embedding, self.token_embedding, self.category_embedding):
@@ -83,21 +83,13 @@ class ItemFeatures(tf.keras.layers.Layer):
         return by_unique(self.distinct, tf.cast(index, tf.int32))
 
     def distinct(self, index: tf.Tensor) -> tf.Tensor:
-        """``[n, 3 d]`` features of item indices ``[n]`` (no de-duplication: pass distinct indices).
-
-        One segment mean over the stacked tables gives all three parts: segment ``3 k`` holds item ``k``'s id
-        row, ``3 k + 1`` its tokens' rows and ``3 k + 2`` its categories' rows (an empty segment is 0).
-        """
+        """``[n, 3 d]`` features of item indices ``[n]`` (no de-duplication: pass distinct indices)."""
         if not self.built:  # called directly by QueryFeatures, not through __call__
             self.build(None)
-        table = tf.concat([self.id_embedding.embeddings, self.token_embedding.embeddings,
-                           self.category_embedding.embeddings], axis=0)
-        rows = tf.gather(self._content_rows, index)
-        part = (tf.cast(rows.values >= self._token_offset, tf.int32)
-                + tf.cast(rows.values >= self._category_offset, tf.int32))
-        segments = 3 * tf.cast(rows.value_rowids(), tf.int32) + part
-        means = tf.sparse.segment_mean(table, rows.values, segments, num_segments=3 * tf.shape(index)[0])
-        return tf.reshape(means, [-1, self.output_dim])
+        return tf.concat([self.id_embedding(index),
+                          sparse_mean(self.token_embedding.embeddings, tf.gather(self._token_ids, index)),
+                          sparse_mean(self.category_embedding.embeddings, tf.gather(self._category_ids, index))],
+                         axis=-1)
 
 
 class QueryFeatures(tf.keras.layers.Layer):
