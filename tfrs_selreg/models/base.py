@@ -170,8 +170,10 @@ class RecommenderModel(tfrs.Model):
     def compute_loss(self, inputs: Features, training: bool = False) -> tf.Tensor:
         """``L = rec_loss + teacher_lambda * teacher_loss + gate_loss``; updates one metric per term."""
         terms = self.loss_terms(inputs, training=training)
-        for key, tracker in self._trackers.items():
-            tracker.update_state(terms[key])
+        # Without a teacher the regularizer's terms are constant 0, and a Mean never updated reads 0.
+        keys = (TOTAL_LOSS, REC_LOSS) if self.regularizer.config.gate == "none" else LOSS_KEYS
+        for key in keys:
+            self._trackers[key].update_state(terms[key])
         return terms[TOTAL_LOSS]
 
     @property
