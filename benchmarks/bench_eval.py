@@ -35,6 +35,7 @@ IMPORT_ONLY = "import tfrs_selreg, tensorflow, tensorflow_recommenders; from tfr
 
 
 def _synthetic_run(work: str, items: int, users: int) -> tuple[str, str]:
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository root
     from tests.synthetic import make_prepared
 
     prepared = make_prepared(os.path.join(work, f"prepared-{items}"), n_users=users, n_items=items, seed=0)
