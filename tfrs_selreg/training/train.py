@@ -32,7 +32,6 @@ import yaml
 
 from tfrs_selreg.data import in_memory as in_memory_lib
 from tfrs_selreg.data import input_fn, schema
-from tfrs_selreg.data.in_memory import InMemorySplit
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.evaluation.ranking import RankingEvaluator
 from tfrs_selreg.models import BACKBONES, build_model
@@ -143,7 +142,7 @@ def train(config: TrainConfig, *, verbose: int = 1) -> RunResult:
 
 
 def _in_memory(config: TrainConfig, spec: schema.Schema, records: int,
-               strategy: tf.distribute.Strategy) -> InMemorySplit | None:
+               strategy: tf.distribute.Strategy) -> in_memory_lib.InMemorySplit | None:
     """The training split in memory when it fits ``in_memory_max_mb`` on a one-replica strategy."""
     # A distributed dataset is serialized to its workers, and its columns would be copied into the graph.
     if config.in_memory_max_mb == 0 or strategy.num_replicas_in_sync > 1 or config.strategy != "default":
@@ -151,7 +150,7 @@ def _in_memory(config: TrainConfig, spec: schema.Schema, records: int,
     roles = (schema.ROLE_SERVING, schema.ROLE_EXAMPLE, schema.ROLE_TRAINING_ONLY)
     if in_memory_lib.estimate_bytes(spec, roles, records) > config.in_memory_max_mb * 2**20:
         return None
-    return InMemorySplit.load(config.prepared, "train", roles)
+    return in_memory_lib.InMemorySplit.load(config.prepared, "train", roles)
 
 
 def _parser() -> argparse.ArgumentParser:
