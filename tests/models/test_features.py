@@ -7,7 +7,7 @@ import tensorflow as tf
 from tests.synthetic import make_prepared
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.models import ItemCatalog
-from tfrs_selreg.models.features import ItemFeatures, QueryFeatures, masked_mean
+from tfrs_selreg.models.features import ItemFeatures, QueryFeatures
 
 D = 8
 
@@ -20,6 +20,12 @@ def catalog(tmp_path_factory):
     catalog.title_token_ids[3] = 0
     catalog.category_ids[4] = 0
     return catalog
+
+
+def masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
+    """The padded reference mean: ``sum_t mask_t v_t / max(1, sum_t mask_t)`` over axis -2."""
+    mask = tf.cast(mask, values.dtype)[..., None]
+    return tf.reduce_sum(values * mask, axis=-2) / tf.maximum(tf.reduce_sum(mask, axis=-2), 1.0)
 
 
 def _padded(layer: ItemFeatures, catalog: ItemCatalog, index: tf.Tensor) -> tf.Tensor:

@@ -66,9 +66,9 @@ class InMemorySplit:
 
     @classmethod
     def load(cls, prepared_dir: str, split: str, roles: Sequence[str],
-             names: Sequence[str] | None = None) -> InMemorySplit:
-        """Parses every record of ``split`` (features of ``roles``, or only ``names`` of them) and maps ids to
-        indices."""
+             names: Sequence[str] | None = None, max_records: int | None = None) -> InMemorySplit:
+        """Parses the records of ``split`` (features of ``roles``, or only ``names`` of them) and maps ids to
+        indices; with ``max_records``, only the first that many in file order are read."""
         data = PreparedData(prepared_dir)
         spec = schema.Schema.load(prepared_dir)
         features = input_fn.feature_spec(spec, roles)
@@ -86,14 +86,22 @@ class InMemorySplit:
 
         parts: dict[str, list[np.ndarray]] = {name: [] for name in features}
         sizes = []
+        left = max_records
         for path in input_fn.split_files(prepared_dir, split):
+            if left is not None and left <= 0:
+                break
             size = 0
-            batches = tf.data.TFRecordDataset(path).batch(_PARSE_BATCH).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
+            records = tf.data.TFRecordDataset(path)
+            if left is not None:
+                records = records.take(left)
+            batches = records.batch(_PARSE_BATCH).map(parse, num_parallel_calls=tf.data.AUTOTUNE)
             for batch in batches.prefetch(tf.data.AUTOTUNE):
                 for name, value in batch.items():
                     parts[name].append(value.numpy())
                 size += len(parts[name][-1])
             sizes.append(size)
+            if left is not None:
+                left -= size
         columns = {}
         for name, f in features.items():
             dtype = np.int32 if name in lookups else f.dtype.as_numpy_dtype

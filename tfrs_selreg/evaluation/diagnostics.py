@@ -87,15 +87,15 @@ def pair_diagnostics(model, prepared_dir: str, *, batch_size: int = 4096,
                      max_examples: int | None = None) -> dict:
     """``{"gate": ..., "probe_accuracy": ...}`` over the training split (see the module docstring).
 
-    ``gate`` is ``None`` for gate mode ``none``. ``max_examples`` caps the training records used (the first
+    ``gate`` is ``None`` for gate mode ``none``. ``max_examples`` caps the training records read (the first
     ones in file order).
     """
     popularity = model.catalog.popularity
     long_tail = model.catalog.long_tail.astype(bool)
     gated = model.regularizer.config.gate != "none"
     names = _ROW_FEATURES + _PROBE_FEATURES + (_TEACHER_FEATURES if gated else ())
-    split = InMemorySplit.load(prepared_dir, "train", _ROLES, names)
-    columns = {name: value.numpy()[:max_examples] for name, value in split.columns.items()}
+    split = InMemorySplit.load(prepared_dir, "train", _ROLES, names, max_records=max_examples)
+    columns = {name: value.numpy() for name, value in split.columns.items()}
     cold = columns[schema.COLD_START].astype(bool)
     history_length = columns[schema.HISTORY_LENGTH]
 

@@ -40,12 +40,6 @@ def by_unique(fn: Callable[[tf.Tensor], tf.Tensor], index: tf.Tensor) -> tf.Tens
     return tf.ensure_shape(out, index.shape.concatenate(values.shape[1:]))
 
 
-def masked_mean(values: tf.Tensor, mask: tf.Tensor) -> tf.Tensor:
-    """``sum_t mask_t v_t / max(1, sum_t mask_t)`` over axis -2 of ``values [..., T, d]``; 0 for all-padding."""
-    mask = tf.cast(mask, values.dtype)[..., None]
-    return tf.reduce_sum(values * mask, axis=-2) / tf.maximum(tf.reduce_sum(mask, axis=-2), 1.0)
-
-
 def _ragged_ids(ids: np.ndarray) -> tf.RaggedTensor:
     """The ids ``> 0`` of each row of ``ids`` (0 pads), in slot order, as a constant ragged tensor: the rows
     of the sparse mean matrix ``A``."""
