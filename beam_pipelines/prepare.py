@@ -38,6 +38,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 import tfrs_selreg  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from beam_pipelines.options import add_flag
 from tfrs_selreg.data import examples as ex
+from tfrs_selreg.data import item_embeddings
 from tfrs_selreg.data import labels as labels_lib
 from tfrs_selreg.data import prepared, readers, schema
 
@@ -740,7 +741,22 @@ def run(argv: Optional[list[str]] = None) -> dict:
     with FileSystems.create(os.path.join(o.output, schema.SCHEMA_FILE)) as f:
         f.write(schema_obj.dumps().encode("utf-8"))
     _write_text(os.path.join(o.output, prepared.DATASET_CARD), [_dataset_card(stats)])
+    if labels_path:
+        _copy_item_embeddings(labels_path, o.output)
     return stats
+
+
+def _copy_item_embeddings(labels_path: str, output: str) -> None:
+    """``LABELS/item_embeddings/`` (the teacher's item text embeddings, when it wrote them) into ``output``."""
+    source = item_embeddings.folder(labels_path.rstrip("/"))
+    target = item_embeddings.folder(output)
+    if FileSystems.exists(target):
+        FileSystems.delete([target])
+    if not FileSystems.exists(os.path.join(source, item_embeddings.INFO_FILE)):
+        return
+    files = [m.path for m in FileSystems.match([os.path.join(source, "*")])[0].metadata_list]
+    FileSystems.mkdirs(target)
+    FileSystems.copy(files, [os.path.join(target, os.path.basename(f)) for f in files])
 
 
 def main(argv: Optional[list[str]] = None) -> int:

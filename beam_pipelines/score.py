@@ -19,7 +19,10 @@ Stages:
    job loses nothing it had finished); ``ReadCache`` serves the cached prompts;
 4. ``WriteLabels`` (``labels-*.jsonl``, the ``tfrs_selreg.data.labels`` contract),
    ``WriteDeadLetters`` (``dead_letter/failures-*.jsonl``: reason and raw model output) and
-   ``CombineStats`` -> ``manifest.json`` (``teachers.manifest``), written by the driver.
+   ``CombineStats`` -> ``manifest.json`` (``teachers.manifest``), written by the driver;
+5. with a teacher that embeds item texts (``item_vectors``, the ``embedding`` teacher): ``EmbedItems``
+   over batches of the catalog -> ``item_embeddings/`` (``tfrs_selreg.data.item_embeddings``), which
+   ``prepare --labels`` copies into the joined folder for training.
 
 Re-running the same job makes no model call; a failed prompt is not cached, so a rerun retries it.
 API keys are read by the teachers from the environment variable named by ``--api-key-env``; the job
@@ -44,6 +47,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 
 import tfrs_selreg  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from beam_pipelines.options import add_flag
+from tfrs_selreg.data import item_embeddings
 from tfrs_selreg.data import labels as labels_lib
 from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import DEAD_LETTER_DIR, PreparedData
@@ -350,6 +354,24 @@ class ToDeadLetter(beam.DoFn):
         yield manifest.redact(json.dumps(record, sort_keys=True), self._secrets)
 
 
+class EmbedItems(beam.DoFn):
+    """A batch of catalog items -> one ``item_embeddings`` record per item (``Teacher.item_vectors``),
+    with the teacher loaded once per worker."""
+
+    def __init__(self, teacher: str, teacher_options: dict[str, Any]):
+        self._teacher_name = teacher
+        self._teacher_options = dict(teacher_options)
+
+    def setup(self):
+        self._teacher = registry.create(self._teacher_name, **self._teacher_options)
+        self._teacher.setup()
+
+    def process(self, items):
+        vectors = self._teacher.item_vectors(items)
+        for item, vector in zip(items, vectors):
+            yield item_embeddings.to_example_bytes(item.item_id, vector)
+
+
 class ObserveResult(beam.DoFn):
     """``(request, result, cached)`` -> :class:`manifest.Observation`."""
 
@@ -386,8 +408,17 @@ class CombineStats(beam.CombineFn):
 
 
 def build_pipeline(p: beam.Pipeline, config: ScoreConfig, tasks: list[tuple[str, candidates_lib.PromptPlan, bool]],
-                   cold_start_users: frozenset) -> None:
-    """The scoring graph for ``tasks`` = ``(cache key, plan, cached)``."""
+                   cold_start_users: frozenset, items: Sequence = ()) -> None:
+    """The scoring graph for ``tasks`` = ``(cache key, plan, cached)``; with ``items``, also the teacher's
+    embedding of each (``tfrs_selreg.data.item_embeddings``)."""
+    if items:
+        _ = (p
+             | "CreateItems" >> beam.Create(items)
+             | "BatchItems" >> beam.BatchElements(min_batch_size=64, max_batch_size=512)
+             | "EmbedItems" >> beam.ParDo(EmbedItems(config.teacher, config.teacher_options))
+             | "WriteItemEmbeddings" >> beam.io.WriteToTFRecord(
+                 os.path.join(item_embeddings.folder(config.output), item_embeddings.PREFIX),
+                 file_name_suffix=item_embeddings.SUFFIX))
     resolved = (p
                 | "CreatePrompts" >> beam.Create(tasks)
                 | "ResolveRequests" >> beam.ParDo(ResolveRequests(config.prepared)).with_outputs(
@@ -426,7 +457,7 @@ def _remove_stale_outputs(output: str) -> None:
     # Outputs are rebuilt in full from the cache; old shards (maybe with another shard count) would
     # otherwise be read as duplicate labels.
     patterns = (f"{LABELS_PREFIX}-*.jsonl", os.path.join(DEAD_LETTER_DIR, f"{DEAD_LETTER_PREFIX}-*.jsonl"),
-                STATS_TEMP_FILE, manifest.MANIFEST_FILE)
+                os.path.join(item_embeddings.DIR, "*"), STATS_TEMP_FILE, manifest.MANIFEST_FILE)
     for pattern in patterns:
         for path in glob.glob(os.path.join(output, pattern)):
             os.remove(path)
@@ -464,8 +495,13 @@ def score(config: ScoreConfig, options: Optional[PipelineOptions] = None) -> dic
     os.makedirs(os.path.join(config.output, DEAD_LETTER_DIR), exist_ok=True)
     _remove_stale_outputs(config.output)
     cold = frozenset(u.user_id for u in users if u.cold_start and u.user_id in planned_users)
+    # A teacher that embeds item texts also leaves those embeddings for training (item_embeddings).
+    embeds = callable(getattr(teacher, "item_vectors", None))
     with beam.Pipeline(options=options) as p:
-        build_pipeline(p, config, tasks, cold)
+        build_pipeline(p, config, tasks, cold, items if embeds else ())
+    if embeds:
+        item_embeddings.write_info(config.output, teacher=teacher.name, model=str(getattr(teacher, "model", "")),
+                                   dim=_embedding_dim(config.output), items=len(items))
 
     stats_path = os.path.join(config.output, STATS_TEMP_FILE)
     with open(stats_path, encoding="utf-8") as f:
@@ -483,6 +519,14 @@ def score(config: ScoreConfig, options: Optional[PipelineOptions] = None) -> dic
     secrets = manifest.secrets_from_env([config.teacher_options.get("api_key_env")])
     manifest.write_manifest(config.output, result, secrets)
     return result
+
+
+def _embedding_dim(output: str) -> int:
+    import tensorflow as tf
+
+    path = sorted(tf.io.gfile.glob(os.path.join(item_embeddings.folder(output), "*" + item_embeddings.SUFFIX)))[0]
+    record = next(iter(tf.data.TFRecordDataset(path).take(1))).numpy()
+    return len(tf.train.Example.FromString(record).features.feature[item_embeddings.EMBEDDING].float_list.value)
 
 
 def run(argv: Optional[list[str]] = None, save_main_session: bool = True) -> dict[str, Any]:

@@ -200,6 +200,10 @@ def _load(tmp_path, values):
     ({k: v for k, v in BASE.items() if k != "methods"}, "missing field 'methods'"),
     ({**BASE, "teacher_score_args": {"llama-cpp": {"max-users": 5}}}, "teacher_score_args: ['llama-cpp'] are not"),
     ({**BASE, "split": "train"}, "split 'train' is not one of ('val', 'test')"),
+    ({**BASE, "methods": [{"name": "f", "fusion_of": "none"}] + BASE["methods"]},
+     "fusion_of 'none' is not a trained method listed before it ([])"),
+    ({**BASE, "methods": BASE["methods"] + [{"name": "f", "fusion_of": "none", "seeds": [2]}]},
+     "and only seeds of 'none' [0, 1]"),
 ])
 def test_config_errors_name_the_file_and_field(tmp_path, values, message):
     with pytest.raises(config_lib.ConfigError) as e:
@@ -277,6 +281,18 @@ def test_a_validation_sweep_evaluates_and_aggregates_the_val_split_only(tmp_path
                if row["segment"] == "overall" and row["metric"] == "auc"]
     assert [float(row["mean"]) for row in overall] == [pytest.approx(0.71)]  # seeds 0, 1 of `none`: .70, .72
     assert os.path.exists(os.path.join(config.root, "plots", "two_tower-val_metrics_by_segment.png"))
+
+
+def test_a_fusion_reference_ranks_the_runs_of_its_method_without_training(tmp_path):
+    config, _ = _load(tmp_path, {**BASE, "runs_dir": str(tmp_path / "runs"), "split": "val", "methods": [
+        *BASE["methods"], {"name": "fusion", "fusion_of": "none", "seeds": [1]}]})
+    experiment = Experiment(config)
+    of, fused = experiment.runs[1], experiment.runs[2]
+    assert (of.method.name, of.seed, fused.method.name, fused.seed, fused.train) == ("none", 1, "fusion", 1, None)
+    assert fused.evaluate.argv == ["--reference", "fusion", "--run", of.run_dir, "--output", fused.run_dir,
+                                   "--split", "val"]
+    assert list(fused.evaluate.after) == [of.train] and fused.method.gate == "none"
+    assert len(experiment.stages) == len(experiment.data_stages) + 2 * 2 + 1
 
 
 def test_ml_1m_experiment_uses_the_stage_folders_and_commands_of_run(tmp_path):

@@ -445,3 +445,49 @@ def test_get_config_round_trip(world):
     assert restored.config == regularizer.config
     assert restored.get_config() == regularizer.get_config()
     assert restored.teacher_lambda == 0.1
+
+
+# --- model_relative ------------------------------------------------------------------------------
+
+
+def _fixed_gate(regularizer, gate_value):
+    """Every input gets ``gate_value`` (zero kernel, bias at its logit)."""
+    output = regularizer.gate._output
+    output.kernel.assign(tf.zeros_like(output.kernel))
+    output.bias.assign(tf.fill(output.bias.shape, float(np.log(gate_value / (1 - gate_value)))))
+
+
+def test_model_relative_weights_only_the_pairs_the_model_orders_against_the_teacher(world):
+    from tfrs_selreg.regularizer import RELATIVE_FEATURES
+
+    backbone = Backbone(world, seed=1, trainable=False)
+    batch = make_batch(world, "oracle", np.random.default_rng(5), batch_size=16)
+    regularizer = _regularizer(world, gate="model_relative")
+    score = backbone.pair_score_fn(batch["user"])
+    regularizer(batch, score, backbone.item_index)  # builds the gate
+    assert regularizer.gate._output.kernel.shape[0] == len(RELATIVE_FEATURES)
+    _fixed_gate(regularizer, 0.8)
+    weights = regularizer.pair_weights(batch, score, backbone.item_index).numpy()
+    s = backbone.score_fn(batch["user"])
+    model_first = (s(batch[schema.TEACHER_ITEM_I]) > s(batch[schema.TEACHER_ITEM_J])).numpy()
+    disagree = model_first != (batch[schema.TEACHER_PREF].numpy() > 0.5)
+    assert 0 < disagree.sum() < disagree.size
+    np.testing.assert_allclose(weights, np.where(disagree, 2 * 0.8 - 1, 0.0), atol=1e-6)
+
+    # The gate's cross-entropy: a mean over the probes where model and teacher disagree, target "teacher right".
+    out = regularizer(batch, score, backbone.item_index)
+    p_first = (s(batch[schema.PROBE_ITEM_I]) > s(batch[schema.PROBE_ITEM_J])).numpy()
+    p_disagree = p_first != (batch[schema.PROBE_PREF].numpy() > 0.5)
+    right = (batch[schema.PROBE_PREF].numpy() > 0.5) == (batch[schema.PROBE_TRUTH].numpy() > 0.5)
+    expected = np.where(right, -np.log(0.8), -np.log(0.2))[p_disagree].mean()
+    assert float(out[GATE_LOSS]) == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("teacher, low, high", [("oracle", 0.5, 1.0), ("random", 0.0, 0.1)])
+def test_model_relative_gate_learns_where_the_teacher_beats_a_weak_model(world, teacher, low, high):
+    # A frozen random backbone is right on half the pairs: an oracle wins every disagreement, a coin half.
+    backbone, regularizer, _ = train(world, "model_relative", teacher, steps=300, learning_rate=0.05,
+                                     trainable_backbone=False)
+    mean, _, _ = weights_by_segment(world, backbone, regularizer, teacher)
+    disagreeing = mean * 2  # about half the pairs disagree with a random model; agreeing ones weigh 0
+    assert low <= disagreeing <= high, (teacher, mean)

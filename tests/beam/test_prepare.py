@@ -3,7 +3,9 @@
 import glob
 import json
 import os
+import shutil
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -95,6 +97,30 @@ def _labels(path, rows):
         for r in rows:
             f.write(json.dumps(r) + "\n")
     return str(path)
+
+
+def test_a_labels_folder_brings_its_item_embeddings_along(tmp_path):
+    from tests.data.test_item_embeddings import _write
+    from tfrs_selreg.data import item_embeddings
+    from tfrs_selreg.data.prepared import PreparedData
+
+    raw = _write_csv(tmp_path / "raw")
+    ids = [f"i{k}" for k in range(1, 13)]
+    vectors = np.arange(len(ids) * 3, dtype=np.float32).reshape(-1, 3)
+    labels = tmp_path / "labels"
+    labels.mkdir()
+    _labels(labels / "labels-00000-of-00001.jsonl",
+            [{"user_id": "u1", "item_i": "i7", "item_j": "i8", "pref": 0.9, "teacher": "t"}])
+    _write(labels, ids, vectors)
+    out = tmp_path / "out"
+    _run(raw, out, "--labels", str(labels))
+    vocabulary = PreparedData(str(out)).item_vocabulary()
+    np.testing.assert_array_equal(item_embeddings.load(str(out), vocabulary),
+                                  vectors[[ids.index(i) for i in vocabulary]])
+    # Labels without embeddings (another teacher) leave no stale copy behind.
+    shutil.rmtree(labels / item_embeddings.DIR)
+    _run(raw, out, "--labels", str(labels))
+    assert not item_embeddings.exists(str(out))
 
 
 def test_label_join_and_leakage_guard(tmp_path):

@@ -5,14 +5,16 @@ import json
 import os
 import re
 
+import numpy as np
 import pytest
 from apache_beam.ml.inference.base import PredictionResult
 
 from beam_pipelines import score as score_job
-from tfrs_selreg.data import labels, schema
+from tfrs_selreg.data import item_embeddings, labels, schema
 from tfrs_selreg.data.labels import LabelRow
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.teachers import candidates
+from tfrs_selreg.teachers.embedding import EmbeddingTeacher
 from tfrs_selreg.teachers.base import PairSpec, ScoringRequest, ScoringResult, Teacher, register
 
 
@@ -63,12 +65,20 @@ def test_embedding_job_on_bundled_movielens_slice(movielens_prepared, tmp_path):
     assert accuracy > 0.6
     with open(os.path.join(out, "manifest.json"), encoding="utf-8") as f:
         assert json.load(f)["counts"] == counts
+    # The teacher's item text embeddings, one per catalog item, for training without the teacher.
+    by_id = {it.item_id: it for it in data.items()}
+    vocabulary = data.item_vocabulary()
+    vectors = item_embeddings.load(out, vocabulary)
+    np.testing.assert_allclose(vectors, EmbeddingTeacher().item_vectors([by_id[i] for i in vocabulary]), atol=1e-5)
+    assert item_embeddings.info(out) == {"teacher": "embedding", "model": "sentence-transformers/all-MiniLM-L6-v2",
+                                         "dim": 384, "items": len(vocabulary)}
 
     # Rerun in one process: all cached, no model loaded or called, the same labels in fewer shards.
     again = score_job.run(argv[:-4], save_main_session=False)
     assert again["counts"]["cache_hits"] == counts["prompts"]
     assert again["counts"]["model_calls"] == 0
     assert sorted(r.to_json() for r in _label_rows(out)) == sorted(r.to_json() for r in rows)
+    np.testing.assert_allclose(item_embeddings.load(out, vocabulary), vectors, atol=1e-5)  # rewritten, not appended
 
 
 def test_main_prints_summary_and_reports_bad_flags(synthetic_prepared, tmp_path, capsys,

@@ -2,9 +2,12 @@
 
     tfrs-selreg evaluate --run RUN_DIR [--split test] [--prepared DIR]
     tfrs-selreg evaluate --reference {popularity,embedding-teacher} --prepared DIR --output DIR
+    tfrs-selreg evaluate --reference fusion --run RUN_DIR --output DIR [--split test]
 
 ``--reference`` ranks with an untrained reference (:mod:`tfrs_selreg.evaluation.reference`) instead of a
-run, with the same exclusions, segments and output files (no diagnostics).
+run, with the same exclusions, segments and output files (no diagnostics). ``--reference fusion`` fuses
+the run's scores with the embedding teacher's (:mod:`tfrs_selreg.evaluation.fusion`, weights fitted on
+``val``) and adds the fitted weights and the model/teacher disagreement table to the metrics file.
 
 Restores the run's model (``tfrs_selreg.training.run.load_run``), ranks the whole catalog for every
 user of the split (:mod:`tfrs_selreg.evaluation.ranking`) and writes to the run folder:
@@ -37,9 +40,12 @@ import tensorflow as tf
 
 from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import PreparedData
-from tfrs_selreg.evaluation import diagnostics, reference
+from tfrs_selreg.evaluation import diagnostics, fusion, reference
 from tfrs_selreg.evaluation.ranking import KS, SEGMENTS, USER_ID_KEY, RankingEvaluator
 from tfrs_selreg.training import run as run_lib
+
+
+FUSION = "fusion"
 
 
 def metrics_path(run_dir: str, split: str) -> str:
@@ -77,6 +83,43 @@ def evaluate_reference(name: str, prepared_dir: str, output_dir: str, split: str
     result: dict = {"split": split, "run": output_dir, "backbone": f"reference:{name}", "gate": "none",
                     "prepared": prepared_dir}
     result.update({s: segments[s].summary() for s in SEGMENTS})
+    tf.io.gfile.makedirs(output_dir)
+    return _write(result, segments, output_dir, split)
+
+
+def evaluate_fusion(run_dir: str, output_dir: str, split: str = "test", *, prepared_dir: str | None = None,
+                    batch_users: int = 256) -> dict:
+    """Ranks ``split`` with the run's scores fused with the embedding teacher's (:mod:`.fusion`), betas fitted
+    on ``val``; writes ``metrics-SPLIT.json`` (with ``fusion``: betas, fit trace, disagreement table) and
+    ``per_user-SPLIT.npz`` into ``output_dir``."""
+    config, model = run_lib.load_run(run_dir, prepared_dir)
+    prepared = prepared_dir or config.prepared
+    data = PreparedData(prepared)
+    spec = schema.Schema.load(prepared)
+    teacher = reference.ranker(reference.EMBEDDING_TEACHER, data)
+    scorer = model.all_items_scorer()
+    popularity = fusion.catalog_popularity(data)
+    bucket = fusion.popularity_buckets(popularity)
+    val = RankingEvaluator(data, "val", spec.history_length)
+    model_val = fusion.score_matrix(val, scorer, batch_users)
+    teacher_val = fusion.score_matrix(val, teacher.score_all, batch_users)
+    fitted, trace = fusion.fit(val, model_val, teacher_val, bucket)
+    table = fusion.disagreement_table(val, model_val, teacher_val, popularity, seed=config.seed)
+    if split == "val":
+        target, model_scores, teacher_scores = val, model_val, teacher_val
+    else:
+        del model_val, teacher_val
+        target = RankingEvaluator(data, split, spec.history_length)
+        model_scores = fusion.score_matrix(target, scorer, batch_users)
+        teacher_scores = fusion.score_matrix(target, teacher.score_all, batch_users)
+    segments = target.evaluate_scores(lambda a, b: fitted.scores(model_scores[a:b], teacher_scores[a:b]),
+                                      ks=KS, batch_users=batch_users)
+    result: dict = {"split": split, "run": output_dir, "backbone": config.model.backbone,
+                    "gate": f"fusion:{config.regularizer.gate}", "fused_run": run_dir, "prepared": prepared}
+    result.update({s: segments[s].summary() for s in SEGMENTS})
+    result["fusion"] = {"betas": list(fitted.betas), "fit_metric": f"val {fusion.FIT_METRIC}",
+                        "bucket_max_popularity": [int(popularity[bucket == b].max()) for b in range(fusion.BUCKETS)],
+                        "fit_trace": trace, "disagreement": table}
     tf.io.gfile.makedirs(output_dir)
     return _write(result, segments, output_dir, split)
 
@@ -132,11 +175,11 @@ def format_table(result: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="tfrs-selreg evaluate", description=__doc__.split("\n\n")[0])
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--run", help="run folder written by `tfrs-selreg train`")
-    source.add_argument("--reference", choices=reference.REFERENCES,
-                        help="rank with an untrained reference instead of a run (needs --prepared and --output): "
-                             "item popularity, or the embedding teacher alone")
+    p.add_argument("--run", help="run folder written by `tfrs-selreg train`")
+    p.add_argument("--reference", choices=(*reference.REFERENCES, FUSION),
+                   help="rank with a reference instead of the run: item popularity or the embedding teacher "
+                        "alone (need --prepared and --output), or the run fused with the teacher (fusion: "
+                        "needs --run and --output)")
     p.add_argument("--output", help="with --reference: folder for metrics.json and per_user-SPLIT.npz")
     p.add_argument("--split", choices=("val", "test"), default="test")
     p.add_argument("--prepared", help="prepared folder, if not the one recorded in the run's config.json")
@@ -144,6 +187,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-diagnostics", action="store_true", help="skip the gate and teacher diagnostics")
     p.add_argument("--max-diagnostic-examples", type=int, help="training records read for the diagnostics")
     args = p.parse_args(argv)
+    if args.reference == FUSION:
+        if not (args.run and args.output):
+            p.error("--reference fusion needs --run RUN_DIR and --output DIR")
+        try:
+            result = evaluate_fusion(args.run, args.output, args.split, prepared_dir=args.prepared,
+                                     batch_users=args.batch_users)
+        except (FileNotFoundError, ValueError) as e:
+            print(f"tfrs-selreg evaluate: {e}", file=sys.stderr)
+            return 2
+        print(f"{args.run} fused with the embedding teacher (betas by popularity quartile "
+              f"{result['fusion']['betas']}, fitted on val), split {args.split}:")
+        print(format_table(_finite(result)))
+        print("\nmodel vs teacher on validation pairs:")
+        print(fusion.format_disagreement(result["fusion"]["disagreement"]))
+        return 0
+    if bool(args.run) == bool(args.reference):
+        p.error("give one of --run RUN_DIR or --reference NAME")
     if args.reference:
         if not (args.prepared and args.output):
             p.error("--reference needs --prepared DIR and --output DIR")

@@ -144,10 +144,16 @@ class RankingEvaluator:
         A model with ``all_items_scorer`` computes its item side once for all batches of users.
         """
         score_all = model.all_items_scorer() if hasattr(model, "all_items_scorer") else model.score_all
+        return self.evaluate_scores(lambda start, stop: self.scores(score_all, start, stop), ks=ks,
+                                    batch_users=batch_users, segments=segments)
+
+    def evaluate_scores(self, scores_of, *, ks: Sequence[int] = KS, batch_users: int = 256,
+                        segments: Sequence[str] = SEGMENTS) -> dict[str, SegmentResult]:
+        """As :meth:`evaluate`, with ``scores_of(start, stop) -> [stop - start, num_items]`` giving the scores."""
         parts = {name: [] for name in segments}
         for start in range(0, self.num_users, batch_users):
             stop = min(start + batch_users, self.num_users)
-            scores = self.scores(score_all, start, stop)
+            scores = scores_of(start, stop)
             positives, excluded = self.masks(start, stop)
             rows = np.arange(start, stop)
             overall = metrics.ranking_metrics(scores, positives, excluded, ks)

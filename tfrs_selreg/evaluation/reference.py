@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tfrs_selreg.data import schema
+from tfrs_selreg.data import item_embeddings, schema
 from tfrs_selreg.data.prepared import PreparedData
 
 POPULARITY = "popularity"
@@ -56,7 +56,10 @@ class EmbeddingTeacherRanker:
         if missing:
             raise ValueError(f"{data.directory}: {len(missing)} vocabulary items have no catalog entry "
                              f"(first: {missing[0]!r}); re-run `tfrs-selreg prepare`.")
-        self._vectors = EmbeddingTeacher(model=model).item_vectors([by_id[i] for i in vocabulary])
+        if model is None and item_embeddings.exists(data.directory):  # the teacher's own vectors, no encoder
+            self._vectors = item_embeddings.load(data.directory, vocabulary)
+        else:
+            self._vectors = EmbeddingTeacher(model=model).item_vectors([by_id[i] for i in vocabulary])
         self._order = np.argsort(np.array(vocabulary, dtype=object)).astype(np.int64)
         self._sorted = np.array(vocabulary, dtype=object)[self._order].astype(str)
 

@@ -56,6 +56,8 @@ class MethodConfig:
       teacher: a teacher other than the experiment's (``None``: the experiment's); its labels get their own
         ``score`` and join stages and prepared folder.
       backbones: the backbones this method runs on (``None``: all of the experiment's).
+      fusion_of: a reference, not a trained method: the runs of that method (same backbone and seed) fused
+        with the embedding teacher's scores (``tfrs-selreg evaluate --reference fusion``); no training.
     """
 
     name: str
@@ -64,6 +66,7 @@ class MethodConfig:
     train_args: dict[str, Any] = dataclasses.field(default_factory=dict)
     teacher: Optional[str] = None
     backbones: Optional[tuple[str, ...]] = None
+    fusion_of: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -247,9 +250,10 @@ def _method(values: Any, where: str) -> MethodConfig:
 
     if isinstance(values, dict) and isinstance(values.get("name"), str):
         where = f"{where} ({values['name']!r})"
-    _check_fields(values, MethodConfig, where, ("name", "gate"))
+    fusion_of = values.get("fusion_of") if isinstance(values, dict) else None
+    _check_fields(values, MethodConfig, where, ("name",) if fusion_of else ("name", "gate"))
     name = _name(values["name"], f"{where}.name")
-    gate = _str(values["gate"], f"{where}.gate")
+    gate = _str(values.get("gate", "none"), f"{where}.gate")
     if gate not in GATE_MODES:
         raise ConfigError(f"{where}.gate: {gate!r} is not a gate mode {GATE_MODES}")
     train_args = _args(values.get("train_args"), f"{where}.train_args")
@@ -257,7 +261,8 @@ def _method(values: Any, where: str) -> MethodConfig:
     return MethodConfig(
         name=name, gate=gate, seeds=_seeds(values.get("seeds", [0]), f"{where}.seeds"), train_args=train_args,
         teacher=_str(values.get("teacher"), f"{where}.teacher", optional=True),
-        backbones=None if backbones is None else _strings(backbones, f"{where}.backbones"))
+        backbones=None if backbones is None else _strings(backbones, f"{where}.backbones"),
+        fusion_of=_str(fusion_of, f"{where}.fusion_of", optional=True))
 
 
 def from_dict(values: Any, where: str = "experiment config") -> ExperimentConfig:
@@ -304,6 +309,16 @@ def from_dict(values: Any, where: str = "experiment config") -> ExperimentConfig
         raise ConfigError(f"{where}: methods: repeated method name(s) {repeated}")
     if config.baseline not in names:
         raise ConfigError(f"{where}: baseline {config.baseline!r} is not one of the methods {names}")
+    for m in methods:
+        if m.fusion_of is not None:
+            earlier = methods[:methods.index(m)]
+            of = next((o for o in earlier if o.name == m.fusion_of), None)
+            if of is None or of.fusion_of is not None:
+                raise ConfigError(f"{where}: method {m.name!r}: fusion_of {m.fusion_of!r} is not a trained method "
+                                  f"listed before it ({[o.name for o in earlier]})")
+            if m.train_args or m.teacher or not set(m.seeds) <= set(of.seeds):
+                raise ConfigError(f"{where}: method {m.name!r} fuses the runs of {of.name!r}: it takes no "
+                                  f"train_args or teacher, and only seeds of {of.name!r} {list(of.seeds)}")
     known_teachers = set(registry.names()) | set(teachers_base._REGISTRY)  # noqa: SLF001  (same project)
     for m in methods:
         teacher = config.teacher_of(m)

@@ -45,7 +45,7 @@ class PlannedRun:
     seed: int
     teacher: str
     run_dir: str
-    train: Stage
+    train: Stage | None  # None for a fusion reference (it ranks another method's run)
     evaluate: Stage
 
 
@@ -97,6 +97,9 @@ class Experiment:
                 for seed in c.seeds_of(backbone, method):
                     run_dir = os.path.join(c.root, "train", f"{backbone}-{method.name}-seed{seed}")
                     title = f"{backbone} {method.name} seed {seed}"
+                    if method.fusion_of is not None:
+                        runs.append(self._fusion_run(backbone, method, seed, teacher, run_dir, title, runs))
+                        continue
                     fit = Stage(f"train {title}", "train",
                                 ["--prepared", self.prepared_dir(teacher), "--backbone", backbone,
                                  "--gate", method.gate, "--seed", str(seed), "--output", run_dir]
@@ -110,9 +113,19 @@ class Experiment:
                     runs.append(PlannedRun(backbone, method, seed, teacher, run_dir, fit, evaluate))
         return data_stages, runs
 
+    def _fusion_run(self, backbone: str, method: MethodConfig, seed: int, teacher: str, run_dir: str, title: str,
+                    planned: list[PlannedRun]) -> PlannedRun:
+        c = self.config
+        of = next(r for r in planned if r.backbone == backbone and r.method.name == method.fusion_of and r.seed == seed)
+        evaluate = Stage(f"evaluate {title}", "evaluate",
+                         ["--reference", "fusion", "--run", of.run_dir, "--output", run_dir, "--split", c.split],
+                         os.path.join(run_dir, results.metrics_file(c.split)), _main_of("evaluate"),
+                         after=[of.train], record=None if c.split == "test" else f"evaluate-{c.split}")
+        return PlannedRun(backbone, method, seed, teacher, run_dir, None, evaluate)
+
     @property
     def stages(self) -> list[Stage]:
-        return self.data_stages + [s for r in self.runs for s in (r.train, r.evaluate)]
+        return self.data_stages + [s for r in self.runs for s in (r.train, r.evaluate) if s is not None]
 
     def run(self) -> None:
         """Runs every stage that is not done for its command and inputs (see ``StageRunner``)."""

@@ -64,6 +64,8 @@ class RecommenderModel(tfrs.Model):
         self.query_features = QueryFeatures(user_vocabulary, self.item_features, config.embedding_dim,
                                             name="query_features")
         self.regularizer = regularizer
+        # Set by training for a separate embedding-table optimizer (tfrs_selreg.training.optimizer).
+        self.embedding_optimizer: tf.keras.optimizers.Optimizer | None = None
         self._trackers = {key: tf.keras.metrics.Mean(name=key) for key in LOSS_KEYS}
 
     # --- what a backbone implements ---------------------------------------------------------------
@@ -194,11 +196,22 @@ class RecommenderModel(tfrs.Model):
             scaled = loss / replicas
         variables = self.trainable_variables
         gradients = tape.gradient(scaled, variables)
+        separate = self.embedding_optimizer is not None
+        tables = {t.ref() for t in self.embedding_tables()} if separate else set()
         # Adam touches every row of a table each step whatever the gradient's form (its moments decay), so
         # a dense gradient costs no more and takes the fused update (tfrs_selreg.training.optimizer).
         self.optimizer.apply_gradients((tf.convert_to_tensor(g), v) for g, v in zip(gradients, variables)
-                                       if g is not None)
+                                       if g is not None and v.ref() not in tables)
+        if separate:  # sparse: only the batch's rows move
+            self.embedding_optimizer.apply_gradients((g, v) for g, v in zip(gradients, variables)
+                                                     if g is not None and v.ref() in tables)
         return {m.name: m.result() for m in self.metrics}
+
+    def embedding_tables(self) -> list[tf.Variable]:
+        """The trainable tables of every ``tf.keras.layers.Embedding`` in the model (ids, tokens, categories,
+        users; the gate's too)."""
+        return [layer.embeddings for layer in self._flatten_layers()
+                if isinstance(layer, tf.keras.layers.Embedding) and layer.trainable]
 
     def test_step(self, inputs: Features) -> dict[str, tf.Tensor]:
         self.compute_loss(inputs, training=False)

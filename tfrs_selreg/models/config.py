@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 
 BACKBONES = ("two_tower", "dcn")
+# How the item-id embedding rows start (tfrs_selreg.models.item_init); the last two are controls.
+ITEM_INITS = ("random", "teacher", "teacher_shuffled", "random_matched")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 
 
@@ -61,6 +63,11 @@ class ModelConfig:
       max_title_tokens: title tokens kept per item.
       max_categories: categories kept per item.
       text_vocabulary_size: most frequent title tokens kept (others are dropped).
+      item_init: how the item-id embedding rows start: ``random`` (Keras' uniform init), ``teacher``
+        (the teacher's item text embeddings projected by PCA, norm-matched to the random init; needs
+        ``item_embeddings/`` in the prepared folder), or the controls ``teacher_shuffled`` (the same
+        rows permuted across items) and ``random_matched`` (random directions with the same row norms).
+        Only the starting point changes: the served model has the same variables and ops.
     """
 
     backbone: str = "two_tower"
@@ -68,11 +75,14 @@ class ModelConfig:
     max_title_tokens: int = 16
     max_categories: int = 8
     text_vocabulary_size: int = 20_000
+    item_init: str = "random"
     two_tower: TwoTowerConfig = TwoTowerConfig()
     dcn: DCNConfig = DCNConfig()
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
             raise ValueError(f"ModelConfig.backbone: {self.backbone!r} is not one of {BACKBONES}.")
+        if self.item_init not in ITEM_INITS:
+            raise ValueError(f"ModelConfig.item_init: {self.item_init!r} is not one of {ITEM_INITS}.")
         if self.embedding_dim < 1:
             raise ValueError(f"ModelConfig.embedding_dim must be >= 1, got {self.embedding_dim}.")
