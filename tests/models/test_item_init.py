@@ -59,3 +59,30 @@ def test_item_init_is_a_checked_config_field():
     assert TrainConfig().model.item_init == "random"
     with pytest.raises(ValueError, match="item_init: 'text' is not one of"):
         ModelConfig(item_init="text")
+
+
+def test_text_adapter_appends_a_popularity_gated_projection_of_the_frozen_vector(tmp_path):
+    import tensorflow as tf
+
+    from tests.data.test_item_embeddings import _write
+
+    prepared = make_prepared(str(tmp_path / "p"), n_users=12, n_items=40, seed=2)
+    data = PreparedData(prepared)
+    vectors = np.random.default_rng(3).standard_normal([40, 8]).astype(np.float32)
+    _write(prepared, data.item_vocabulary(), vectors)
+    model = build_model(ModelConfig(embedding_dim=4, item_text_adapter="teacher"), data)
+    features = model.item_features
+    assert features.output_dim == 16
+    index = tf.constant([1, 5, 5, 0])
+    out = features(index).numpy()
+    adapter, gate = features.text_adapter, features.text_gate
+    popularity = np.log1p(model.catalog.popularity[[1, 5, 5, 0]]).astype(np.float32)[:, None]
+    text = np.concatenate([np.zeros([1, 8], np.float32), vectors])[[1, 5, 5, 0]]
+    expected = gate(tf.constant(popularity)).numpy() * adapter(tf.constant(text)).numpy()
+    np.testing.assert_allclose(out[:, 12:], expected, rtol=1e-5, atol=1e-6)
+    trainable = {v.ref() for v in model.trainable_variables}
+    assert {adapter.kernel.ref(), adapter.bias.ref(), gate.kernel.ref(), gate.bias.ref()} <= trainable
+    assert all(v.shape.rank == 0 for v in model.non_trainable_variables)  # metric counters; the vectors are a constant
+    shuffled = build_model(ModelConfig(embedding_dim=4, item_text_adapter="teacher_shuffled"), data).catalog
+    assert sorted(map(tuple, shuffled.text_vectors)) == sorted(map(tuple, vectors))
+    assert not np.array_equal(shuffled.text_vectors, vectors)

@@ -17,6 +17,8 @@
       stats.json                      counts, thresholds, seed, rejected rows by reason
       dataset_card.md
       dead_letter/*.jsonl             rejected rows with file, line and reason
+      item_embeddings/                with --labels from a teacher that embeds item texts: its item
+                                      embeddings (tfrs_selreg.data.item_embeddings)
 
 Teachers, the evaluator and the exporter read the side files through :class:`PreparedData`.
 """

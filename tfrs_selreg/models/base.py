@@ -60,7 +60,8 @@ class RecommenderModel(tfrs.Model):
         self.config = config
         self.catalog = catalog
         self.item_lookup = vocabulary_lookup(catalog.item_ids, "item_lookup")
-        self.item_features = ItemFeatures(catalog, config.embedding_dim, name="item_features")
+        self.item_features = ItemFeatures(catalog, config.embedding_dim, text_vectors=catalog.text_vectors,
+                                          name="item_features")
         self.query_features = QueryFeatures(user_vocabulary, self.item_features, config.embedding_dim,
                                             name="query_features")
         self.regularizer = regularizer

@@ -7,6 +7,8 @@ import dataclasses
 BACKBONES = ("two_tower", "dcn")
 # How the item-id embedding rows start (tfrs_selreg.models.item_init); the last two are controls.
 ITEM_INITS = ("random", "teacher", "teacher_shuffled", "random_matched")
+# Whether the item features hold an adapter over the teacher's text embedding; the last is the control.
+ITEM_TEXT_ADAPTERS = ("off", "teacher", "teacher_shuffled")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 
 
@@ -68,6 +70,10 @@ class ModelConfig:
         ``item_embeddings/`` in the prepared folder), or the controls ``teacher_shuffled`` (the same
         rows permuted across items) and ``random_matched`` (random directions with the same row norms).
         Only the starting point changes: the served model has the same variables and ops.
+      item_text_adapter: ``teacher`` appends an adapter over the frozen teacher item text embedding to the
+        item features (``features.ItemFeatures``; needs ``item_embeddings/``); ``teacher_shuffled`` is its
+        control (the same vectors permuted across items, a fixed seed); ``off`` (default) neither. It
+        changes the served model: the embeddings (``num_items x D`` floats) and the adapter are exported.
     """
 
     backbone: str = "two_tower"
@@ -76,6 +82,7 @@ class ModelConfig:
     max_categories: int = 8
     text_vocabulary_size: int = 20_000
     item_init: str = "random"
+    item_text_adapter: str = "off"
     two_tower: TwoTowerConfig = TwoTowerConfig()
     dcn: DCNConfig = DCNConfig()
 
@@ -84,5 +91,8 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.backbone: {self.backbone!r} is not one of {BACKBONES}.")
         if self.item_init not in ITEM_INITS:
             raise ValueError(f"ModelConfig.item_init: {self.item_init!r} is not one of {ITEM_INITS}.")
+        if self.item_text_adapter not in ITEM_TEXT_ADAPTERS:
+            raise ValueError(f"ModelConfig.item_text_adapter: {self.item_text_adapter!r} is not one of "
+                             f"{ITEM_TEXT_ADAPTERS}.")
         if self.embedding_dim < 1:
             raise ValueError(f"ModelConfig.embedding_dim must be >= 1, got {self.embedding_dim}.")
