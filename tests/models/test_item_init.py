@@ -86,3 +86,24 @@ def test_text_adapter_appends_a_popularity_gated_projection_of_the_frozen_vector
     shuffled = build_model(ModelConfig(embedding_dim=4, item_text_adapter="teacher_shuffled"), data).catalog
     assert sorted(map(tuple, shuffled.text_vectors)) == sorted(map(tuple, vectors))
     assert not np.array_equal(shuffled.text_vectors, vectors)
+
+
+def test_frozen_text_columns_keep_their_starting_values_through_training(tmp_path):
+    from tests.data.test_item_embeddings import _write
+    from tfrs_selreg.data import input_fn
+    from tfrs_selreg.training.optimizer import make_optimizer
+
+    prepared = make_prepared(str(tmp_path / "p"), n_users=12, n_items=40, seed=2)
+    data = PreparedData(prepared)
+    _write(prepared, data.item_vocabulary(), np.random.default_rng(3).standard_normal([40, 8]).astype(np.float32))
+    model = build_model(ModelConfig(embedding_dim=4, item_init="teacher", item_text_frozen_dims=3), data)
+    item_init.apply(model, data, "teacher", seed=0)
+    model.compile(optimizer=make_optimizer(0.05))
+    before = model.item_features.id_embedding.embeddings.numpy()
+    for batch in input_fn.make_dataset(prepared, "train", batch_size=16, shuffle=True, seed=0).take(3):
+        model.train_step(batch)
+    after = model.item_features.id_embedding.embeddings.numpy()
+    np.testing.assert_array_equal(after[:, :3], before[:, :3])
+    assert not np.allclose(after[:, 3], before[:, 3])
+    with pytest.raises(ValueError, match="needs item_init teacher"):
+        ModelConfig(item_text_frozen_dims=2)

@@ -197,6 +197,12 @@ class RecommenderModel(tfrs.Model):
             scaled = loss / replicas
         variables = self.trainable_variables
         gradients = tape.gradient(scaled, variables)
+        frozen = self.config.item_text_frozen_dims
+        if frozen:  # the text columns of the item-id rows keep their starting values
+            table = self.item_features.id_embedding.embeddings
+            mask = tf.constant([0.0] * frozen + [1.0] * (self.config.embedding_dim - frozen))
+            gradients = [tf.convert_to_tensor(g) * mask if g is not None and v is table else g
+                         for g, v in zip(gradients, variables)]
         separate = self.embedding_optimizer is not None
         tables = {t.ref() for t in self.embedding_tables()} if separate else set()
         # Adam touches every row of a table each step whatever the gradient's form (its moments decay), so
