@@ -35,3 +35,10 @@ def test_the_last_training_item_is_held_out_when_it_is_a_probe_positive():
     # Only user 1's probe on the held-out item 12 is left; user 2 keeps no probe.
     np.testing.assert_array_equal(kept.columns[schema.PROBE_MASK].numpy(), [[0, 1], [0, 1], [0, 0], [0, 0]])
     np.testing.assert_array_equal(kept.columns[schema.HISTORY_LENGTH].numpy(), [3, 3, 2, 2])
+
+
+def test_a_fraction_of_the_users_hold_out():
+    columns = {k: v.numpy() for k, v in _split().columns.items()}
+    chosen = np.random.default_rng(0).random(3) < 0.5  # users 0 (absent), 1, 2
+    expected = [12 if chosen[1] else -1] * 2 + [-1] + [12 if chosen[1] else -1] + [-1]
+    np.testing.assert_array_equal(held_out_items(columns, 0.5), expected)

@@ -12,7 +12,8 @@ trained backbone has fitted it and is right on nearly every probe: probes cannot
 
 Every method trained with ``TrainConfig.probe_holdout`` sees the same, smaller training set (one
 record fewer per user), ``none`` included, so comparisons stay at equal data; the cost of the holdout
-is ``none`` with it against ``none`` without it.
+is ``none`` with it against ``none`` without it. ``fraction`` holds out the item of only a fixed random
+share of the users, trading the gate's training probes for the cost.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ NEEDED = (schema.USER_ID, schema.ITEM_ID, schema.TIMESTAMP, schema.PROBE_ITEM_I,
           schema.PROBE_TRUTH, schema.PROBE_MASK)
 
 
-def held_out_items(columns: dict[str, np.ndarray]) -> np.ndarray:
-    """``[rows]`` item index ``h(u)`` of each row's user (-1 when the user holds nothing out)."""
+def held_out_items(columns: dict[str, np.ndarray], fraction: float = 1.0) -> np.ndarray:
+    """``[rows]`` item index ``h(u)`` of each row's user (-1 when the user holds nothing out); with
+    ``fraction < 1`` only a fixed random share of the users (seed 0 over user indices) hold one out."""
     user, item = columns[schema.USER_ID].astype(np.int64), columns[schema.ITEM_ID].astype(np.int64)
     n = user.size
     if n == 0:
@@ -41,18 +43,20 @@ def held_out_items(columns: dict[str, np.ndarray]) -> np.ndarray:
     is_probe_positive = np.any(real[last] & (positives[last] == item[last][:, None]), axis=1)
     held = np.full(int(user.max()) + 1, -1, np.int64)
     held[user[last][is_probe_positive]] = item[last][is_probe_positive]
+    if fraction < 1.0:
+        held[np.random.default_rng(0).random(held.size) >= fraction] = -1
     return held[user]
 
 
-def hold_out(split: InMemorySplit) -> tuple[InMemorySplit, int]:
-    """The training split without the held-out records, its probes restricted to the held-out ones, and
-    the number of records dropped."""
+def hold_out(split: InMemorySplit, fraction: float = 1.0) -> tuple[InMemorySplit, int]:
+    """The training split without the held-out records (of a ``fraction`` of the users), its probes
+    restricted to the held-out ones, and the number of records dropped."""
     missing = [name for name in NEEDED if name not in split.columns]
     if missing:
         raise ValueError(f"probe holdout needs the training features {missing}; load the split with the "
                          "example and training-only roles")
     columns = {name: value.numpy() for name, value in split.columns.items()}
-    held = held_out_items(columns)
+    held = held_out_items(columns, fraction)
     keep = columns[schema.ITEM_ID].astype(np.int64) != held
     positives = np.where(columns[schema.PROBE_TRUTH] > 0.5, columns[schema.PROBE_ITEM_I], columns[schema.PROBE_ITEM_J])
     columns[schema.PROBE_MASK] = np.where(positives == held[:, None], columns[schema.PROBE_MASK], 0.0).astype(

@@ -54,6 +54,7 @@ class TrainConfig:
       probe_holdout: train without each user's held-out probe positive and keep only the probes on it
         (:mod:`tfrs_selreg.data.probe_holdout`): the data a ``model_relative`` gate needs; it changes the
         training set of every method, so compare methods at the same value. Needs the in-memory split.
+      probe_holdout_fraction: the share of users that hold out an item when ``probe_holdout`` is on.
       early_stopping_patience: epochs without a better ``val_recall@20`` before stopping.
       validation_max_users: rank at most this many (seeded) validation users per epoch; ``None``: all.
       strategy: ``default`` (one device), ``mirrored`` (the local GPUs) or ``multi_worker``
@@ -74,6 +75,7 @@ class TrainConfig:
     shuffle_buffer: int = 10_000
     in_memory_max_mb: int = 4096
     probe_holdout: bool = False
+    probe_holdout_fraction: float = 1.0
     early_stopping_patience: int = 3
     validation_max_users: int | None = None
     strategy: str = "default"
@@ -89,6 +91,8 @@ class TrainConfig:
         for name in ("learning_rate", "embedding_learning_rate"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"TrainConfig.{name} must be > 0, got {getattr(self, name)}.")
+        if not 0.0 < self.probe_holdout_fraction <= 1.0:
+            raise ValueError(f"TrainConfig.probe_holdout_fraction must be in (0, 1], got {self.probe_holdout_fraction}.")
         if self.embedding_optimizer not in EMBEDDING_OPTIMIZERS:
             raise ValueError(f"TrainConfig.embedding_optimizer: {self.embedding_optimizer!r} is not one of "
                              f"{EMBEDDING_OPTIMIZERS}.")

@@ -91,9 +91,9 @@ def train(config: TrainConfig, *, verbose: int = 1) -> RunResult:
         if in_memory is None:
             raise ValueError("TrainConfig.probe_holdout needs the training split in memory (in_memory_max_mb > 0, "
                              "one replica)")
-        in_memory, dropped = probe_holdout.hold_out(in_memory)
+        in_memory, dropped = probe_holdout.hold_out(in_memory, config.probe_holdout_fraction)
         train_examples = in_memory.num_records
-        logging.info("probe holdout: %d training records held out (one per user), %d left", dropped, train_examples)
+        logging.info("probe holdout: %d training records held out, %d left", dropped, train_examples)
     steps = config.steps_per_epoch or max(1, math.ceil(train_examples / config.batch_size))
     with strategy.scope():
         model = build_model(config.model, data, config.regularizer)
