@@ -18,15 +18,6 @@ so any backbone (two-tower retrieval, DCNv2, ...) uses it unchanged. Gate modes 
   (target 1 when the teacher ranked the known positive first). Teacher pairs are weighted by the gate's
   excess reliability over chance, ``stop_gradient(max(0, 2a - 1))``: a teacher at chance gets weight 0.
   The gate gets no gradient from the teacher loss and the backbone none from the gate loss.
-- ``model_relative``: reliability **over the model** (learning to defer). The gate is trained on the probes
-  where teacher and current model order the pair differently, target 1 when the teacher is right there;
-  a teacher pair gets ``stop_gradient(max(0, 2a - 1))`` when the model disagrees with the teacher on it,
-  0 when they agree. Its features are oriented by the teacher's choice (``RELIABILITY_FEATURES``' user and
-  teacher terms, with tail and popularity of the preferred item ``t`` and the other ``o`` apart:
-  ``RELATIVE_FEATURES``); the model already knows popularity, so "the teacher prefers the rarer item" is
-  a question about the teacher, not a prior to copy. It only makes sense on probes the backbone never
-  fitted (``TrainConfig.probe_holdout``, ``tfrs_selreg.data.probe_holdout``): on fitted probes the model is
-  right wherever they disagree, and the gate closes.
 
 Reliability-gate features, each scaled to about [0, 1] (``RELIABILITY_FEATURES``, in this order):
 ``cold_start`` (``1[history_length <= cold_start_max_history]``), ``log_history_length``
@@ -69,8 +60,7 @@ from tfrs_selreg.losses.pairwise import (
     selective_pairwise_hinge,
 )
 
-GATE_MODES = ("none", "global", "pointwise", "paper", "reliability", "model_relative")
-_PROBE_TRAINED = ("reliability", "model_relative")  # gates trained by the probe cross-entropy
+GATE_MODES = ("none", "global", "pointwise", "paper", "reliability")
 
 # A history of HISTORY_SCALE interactions maps to 1.0 on the log_history_length feature.
 HISTORY_SCALE = 1000
@@ -78,9 +68,6 @@ HISTORY_SCALE = 1000
 RELIABILITY_FEATURES = ("cold_start", "log_history_length", "long_tail_count", "log_popularity_sum",
                         "log_popularity_gap", "pair_uncertainty", "teacher_confidence")
 PAPER_FEATURES = ("cold_start", "long_tail", "uncertainty")
-# Oriented by the teacher's choice: t is the item the teacher prefers, o the other one.
-RELATIVE_FEATURES = ("cold_start", "log_history_length", "long_tail_t", "long_tail_o", "log_popularity_t",
-                     "log_popularity_o", "pair_uncertainty", "teacher_confidence")
 
 # Keys of the dict returned by SelectiveRegularizer.call (also the backbone's metric names).
 TEACHER_LOSS = "teacher_loss"
@@ -245,7 +232,7 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
         self._log_popularity = tf.constant(log_popularity, tf.float32)
         self._tail = tf.constant(tail, tf.float32)
         self.gate = (SelectiveGate(config.gate_hidden_units, config.initial_gate, name="selective_gate")
-                     if config.gate in ("paper", *_PROBE_TRAINED) else None)
+                     if config.gate in ("paper", "reliability") else None)
 
     @property
     def teacher_lambda(self) -> float:
@@ -293,7 +280,7 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
                                                     margin=self.config.margin)
         probe_ordered, probe_correct = _probe_outcomes(batch)
         gate_loss = (self._gate_loss(batch, probe_ordered, probe_correct, pair_score_fn, item_index_fn)
-                     if self.config.gate in _PROBE_TRAINED else zero)
+                     if self.config.gate == "reliability" else zero)
         return {
                 TEACHER_LOSS: tf.cast(teacher_loss, tf.float32),
                 GATE_LOSS: gate_loss,
@@ -331,52 +318,20 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
             gate_j = self.gate(tf.stack([cold_start, tail_j, _uncertainty(scores_j)], axis=-1))
             weights = 0.5 * (gate_i + gate_j)
             return weights, weights
-        gates = tf.stop_gradient(self.gate(self._gate_features(batch, pairs, scores_i, scores_j, item_index_fn)))
-        weights = tf.nn.relu(2.0 * gates - 1.0)
-        if self.config.gate == "model_relative":
-            weights *= tf.cast(_disagree(scores_i, scores_j, pairs.pref), tf.float32)
-        return weights, gates
+        gates = tf.stop_gradient(self.gate(self._pair_features(batch, pairs, scores_i, scores_j, item_index_fn)))
+        return tf.nn.relu(2.0 * gates - 1.0), gates
 
     def _gate_loss(self, batch: Mapping[str, tf.Tensor], probe_ordered: tf.Tensor, probe_correct: tf.Tensor,
                    pair_score_fn: PairScoreFn, item_index_fn: ItemIndexFn) -> tf.Tensor:
-        """The gate's cross-entropy on at most ``probe_budget`` random ordered probes (``model_relative``: of
-        those, the ones where the model disagrees with the teacher)."""
+        """The reliability gate's cross-entropy on at most ``probe_budget`` random ordered probes."""
         chosen = budget_mask(probe_ordered, tf.random.uniform(tf.shape(probe_ordered)), self.config.probe_budget)
         positions = tf.where(chosen)
         probes = _gather_pairs(batch, _PROBE_KEYS, positions)
-        # Probe scores only feed the stop-gradient gate features: no backward pass through them.
+        # Probe scores only feed the stop-gradient uncertainty feature: no backward pass through them.
         scores_i, scores_j = (tf.stop_gradient(s) for s in _score_pairs(pair_score_fn, probes))
-        logits = self.gate(self._gate_features(batch, probes, scores_i, scores_j, item_index_fn), return_logits=True)
+        logits = self.gate(self._pair_features(batch, probes, scores_i, scores_j, item_index_fn), return_logits=True)
         labels = tf.gather_nd(probe_correct, positions)
-        losses = tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
-        if self.config.gate == "model_relative":
-            return _masked_mean(losses, _disagree(scores_i, scores_j, probes.pref))
-        return _mean(losses)
-
-    def _gate_features(self, batch: Mapping[str, tf.Tensor], pairs: _Pairs, scores_i: tf.Tensor,
-                       scores_j: tf.Tensor, item_index_fn: ItemIndexFn) -> tf.Tensor:
-        if self.config.gate == "model_relative":
-            return self._relative_features(batch, pairs, scores_i, scores_j, item_index_fn)
-        return self._pair_features(batch, pairs, scores_i, scores_j, item_index_fn)
-
-    def _relative_features(self, batch: Mapping[str, tf.Tensor], pairs: _Pairs, scores_i: tf.Tensor,
-                           scores_j: tf.Tensor, item_index_fn: ItemIndexFn) -> tf.Tensor:
-        """``RELATIVE_FEATURES`` of pairs ``[K]`` as ``[K, 8]``, oriented by the teacher's choice."""
-        cold_start, log_history = self._user_features(batch, pairs.rows)
-        tail, popularity = self._item_features(pairs.items, item_index_fn)
-        tail_i, tail_j = tf.split(tail, 2)
-        pop_i, pop_j = tf.split(popularity, 2)
-        first = pairs.pref > 0.5
-        return tf.stack([
-                cold_start,
-                log_history,
-                tf.where(first, tail_i, tail_j),
-                tf.where(first, tail_j, tail_i),
-                tf.where(first, pop_i, pop_j),
-                tf.where(first, pop_j, pop_i),
-                _uncertainty(scores_i - scores_j),
-                pairs.confidence,
-        ], axis=-1)
+        return _mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
 
     def _pair_features(self, batch: Mapping[str, tf.Tensor], pairs: _Pairs, scores_i: tf.Tensor,
                        scores_j: tf.Tensor, item_index_fn: ItemIndexFn) -> tf.Tensor:
@@ -450,11 +405,6 @@ def _score_pairs(pair_score_fn: PairScoreFn, pairs: _Pairs,
     scores = (pair_score_fn(rows, pairs.items) if item_gradient is None
               else pair_score_fn(rows, pairs.items, item_gradient=item_gradient))
     return tf.split(tf.cast(scores, tf.float32), 2)
-
-
-def _disagree(scores_i: tf.Tensor, scores_j: tf.Tensor, pref: tf.Tensor) -> tf.Tensor:
-    """Whether the model orders each pair against the teacher (``s_i > s_j`` vs ``pref > 0.5``); bool ``[K]``."""
-    return tf.not_equal(tf.stop_gradient(scores_i) > tf.stop_gradient(scores_j), pref > 0.5)
 
 
 def _probe_outcomes(batch: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:

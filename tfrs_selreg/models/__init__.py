@@ -42,8 +42,7 @@ def build_model(config: ModelConfig, data: PreparedData,
     """
     catalog = ItemCatalog.from_prepared(data, max_title_tokens=config.max_title_tokens,
                                         max_categories=config.max_categories,
-                                        text_vocabulary_size=config.text_vocabulary_size,
-                                        text_vectors=config.item_text_adapter)
+                                        text_vocabulary_size=config.text_vocabulary_size)
     thresholds = data.stats().get("thresholds", {})
     if "cold_start_max_history" not in thresholds:
         raise ValueError(f"{data.directory}/stats.json has no thresholds.cold_start_max_history; "

@@ -60,13 +60,10 @@ class RecommenderModel(tfrs.Model):
         self.config = config
         self.catalog = catalog
         self.item_lookup = vocabulary_lookup(catalog.item_ids, "item_lookup")
-        self.item_features = ItemFeatures(catalog, config.embedding_dim, text_vectors=catalog.text_vectors,
-                                          name="item_features")
+        self.item_features = ItemFeatures(catalog, config.embedding_dim, name="item_features")
         self.query_features = QueryFeatures(user_vocabulary, self.item_features, config.embedding_dim,
                                             name="query_features")
         self.regularizer = regularizer
-        # Set by training for a separate embedding-table optimizer (tfrs_selreg.training.optimizer).
-        self.embedding_optimizer: tf.keras.optimizers.Optimizer | None = None
         self._trackers = {key: tf.keras.metrics.Mean(name=key) for key in LOSS_KEYS}
 
     # --- what a backbone implements ---------------------------------------------------------------
@@ -197,28 +194,11 @@ class RecommenderModel(tfrs.Model):
             scaled = loss / replicas
         variables = self.trainable_variables
         gradients = tape.gradient(scaled, variables)
-        frozen = self.config.item_text_frozen_dims
-        if frozen:  # the text columns of the item-id rows keep their starting values
-            table = self.item_features.id_embedding.embeddings
-            mask = tf.constant([0.0] * frozen + [1.0] * (self.config.embedding_dim - frozen))
-            gradients = [tf.convert_to_tensor(g) * mask if g is not None and v is table else g
-                         for g, v in zip(gradients, variables)]
-        separate = self.embedding_optimizer is not None
-        tables = {t.ref() for t in self.embedding_tables()} if separate else set()
         # Adam touches every row of a table each step whatever the gradient's form (its moments decay), so
         # a dense gradient costs no more and takes the fused update (tfrs_selreg.training.optimizer).
         self.optimizer.apply_gradients((tf.convert_to_tensor(g), v) for g, v in zip(gradients, variables)
-                                       if g is not None and v.ref() not in tables)
-        if separate:  # sparse: only the batch's rows move
-            self.embedding_optimizer.apply_gradients((g, v) for g, v in zip(gradients, variables)
-                                                     if g is not None and v.ref() in tables)
+                                       if g is not None)
         return {m.name: m.result() for m in self.metrics}
-
-    def embedding_tables(self) -> list[tf.Variable]:
-        """The trainable tables of every ``tf.keras.layers.Embedding`` in the model (ids, tokens, categories,
-        users; the gate's too)."""
-        return [layer.embeddings for layer in self._flatten_layers()
-                if isinstance(layer, tf.keras.layers.Embedding) and layer.trainable]
 
     def test_step(self, inputs: Features) -> dict[str, tf.Tensor]:
         self.compute_loss(inputs, training=False)

@@ -18,7 +18,6 @@ import re
 
 import numpy as np
 
-from tfrs_selreg.data import item_embeddings
 from tfrs_selreg.data.prepared import PreparedData
 
 OOV_INDEX = 0
@@ -41,8 +40,6 @@ class ItemCatalog:
       category_ids: ``[num_items + 1, max_categories]`` category ids, 0-padded.
       num_tokens: token vocabulary size including the padding id 0.
       num_categories: category vocabulary size including the padding id 0.
-      text_vectors: ``[num_items, D]`` teacher item text embeddings in vocabulary order (no OOV row), when
-        the model uses them (``ModelConfig.item_text_adapter``); else ``None``.
     """
 
     item_ids: tuple[str, ...]
@@ -52,7 +49,6 @@ class ItemCatalog:
     category_ids: np.ndarray
     num_tokens: int
     num_categories: int
-    text_vectors: np.ndarray | None = None
 
     @property
     def num_items(self) -> int:
@@ -66,9 +62,7 @@ class ItemCatalog:
 
     @classmethod
     def from_prepared(cls, data: PreparedData, *, max_title_tokens: int, max_categories: int,
-                      text_vocabulary_size: int, text_vectors: str = "off") -> ItemCatalog:
-        """The catalog of ``data``; ``text_vectors`` ``teacher`` loads the item text embeddings,
-        ``teacher_shuffled`` permutes them across items (seed 0), ``off`` leaves them out."""
+                      text_vocabulary_size: int) -> ItemCatalog:
         vocabulary = data.item_vocabulary()
         items = {item.item_id: item for item in data.items()}
         missing = [i for i in vocabulary if i not in items]
@@ -99,12 +93,4 @@ class ItemCatalog:
             category_ids=category_ids,
             num_tokens=len(tokens) + 1,
             num_categories=len(categories) + 1,
-            text_vectors=_text_vectors(data, vocabulary, text_vectors),
         )
-
-
-def _text_vectors(data: PreparedData, vocabulary: list[str], mode: str) -> np.ndarray | None:
-    if mode == "off":
-        return None
-    vectors = item_embeddings.load(data.directory, vocabulary)
-    return vectors[np.random.default_rng(0).permutation(len(vectors))] if mode == "teacher_shuffled" else vectors

@@ -7,8 +7,6 @@ import dataclasses
 BACKBONES = ("two_tower", "dcn")
 # How the item-id embedding rows start (tfrs_selreg.models.item_init); the last two are controls.
 ITEM_INITS = ("random", "teacher", "teacher_shuffled", "random_matched")
-# Whether the item features hold an adapter over the teacher's text embedding; the last is the control.
-ITEM_TEXT_ADAPTERS = ("off", "teacher", "teacher_shuffled")
 NEGATIVE_SAMPLING = ("uniform", "popularity")
 
 
@@ -70,13 +68,6 @@ class ModelConfig:
         ``item_embeddings/`` in the prepared folder), or the controls ``teacher_shuffled`` (the same
         rows permuted across items) and ``random_matched`` (random directions with the same row norms).
         Only the starting point changes: the served model has the same variables and ops.
-      item_text_frozen_dims: with ``item_init`` ``teacher`` (or a control), the first this many columns of the
-        item-id table keep their starting values (the top principal components of the text embeddings):
-        their gradient is zeroed in ``train_step``. The served model is the same as ``none``'s.
-      item_text_adapter: ``teacher`` appends an adapter over the frozen teacher item text embedding to the
-        item features (``features.ItemFeatures``; needs ``item_embeddings/``); ``teacher_shuffled`` is its
-        control (the same vectors permuted across items, a fixed seed); ``off`` (default) neither. It
-        changes the served model: the embeddings (``num_items x D`` floats) and the adapter are exported.
     """
 
     backbone: str = "two_tower"
@@ -85,8 +76,6 @@ class ModelConfig:
     max_categories: int = 8
     text_vocabulary_size: int = 20_000
     item_init: str = "random"
-    item_text_frozen_dims: int = 0
-    item_text_adapter: str = "off"
     two_tower: TwoTowerConfig = TwoTowerConfig()
     dcn: DCNConfig = DCNConfig()
 
@@ -95,14 +84,5 @@ class ModelConfig:
             raise ValueError(f"ModelConfig.backbone: {self.backbone!r} is not one of {BACKBONES}.")
         if self.item_init not in ITEM_INITS:
             raise ValueError(f"ModelConfig.item_init: {self.item_init!r} is not one of {ITEM_INITS}.")
-        if not 0 <= self.item_text_frozen_dims <= self.embedding_dim:
-            raise ValueError(f"ModelConfig.item_text_frozen_dims must be in [0, embedding_dim], got "
-                             f"{self.item_text_frozen_dims}.")
-        if self.item_text_frozen_dims and self.item_init == "random":
-            raise ValueError("ModelConfig.item_text_frozen_dims needs item_init teacher (or a control): "
-                             "frozen random columns carry nothing.")
-        if self.item_text_adapter not in ITEM_TEXT_ADAPTERS:
-            raise ValueError(f"ModelConfig.item_text_adapter: {self.item_text_adapter!r} is not one of "
-                             f"{ITEM_TEXT_ADAPTERS}.")
         if self.embedding_dim < 1:
             raise ValueError(f"ModelConfig.embedding_dim must be >= 1, got {self.embedding_dim}.")

@@ -55,29 +55,12 @@ def sparse_mean(table: tf.Tensor, ids: tf.RaggedTensor) -> tf.Tensor:
 
 
 class ItemFeatures(tf.keras.layers.Layer):
-    """Item index ``[...]`` (int) -> ``[..., 3 * embedding_dim]`` id, title and category embeddings.
+    """Item index ``[...]`` (int) -> ``[..., 3 * embedding_dim]`` id, title and category embeddings."""
 
-    With ``text_vectors`` (``[num_items, D]``, the teacher's item text embeddings in vocabulary order) a
-    fourth part ``[..., embedding_dim]`` is appended: an adapter over the frozen vector, scaled by a
-    learned function of popularity (AlphaRec / LLM-ESR style)::
-
-        text(i) = sigmoid(a log(1 + pop(i)) + b) * (W e_i + c)
-
-    ``e_i`` is a constant of the model (served with it), ``W, c, a, b`` are trained.
-    """
-
-    def __init__(self, catalog: ItemCatalog, embedding_dim: int, text_vectors=None, **kwargs) -> None:
+    def __init__(self, catalog: ItemCatalog, embedding_dim: int, **kwargs) -> None:
         super().__init__(**kwargs)
         self.embedding_dim = embedding_dim
-        self.output_dim = (3 if text_vectors is None else 4) * embedding_dim
-        self._text = None
-        if text_vectors is not None:
-            vectors = np.asarray(text_vectors, np.float32)
-            self._text = tf.constant(np.concatenate([np.zeros([1, vectors.shape[1]], np.float32), vectors]))
-            self._log_popularity = tf.constant(np.log1p(catalog.popularity).astype(np.float32))
-            self.text_adapter = tf.keras.layers.Dense(embedding_dim, name="text_adapter")
-            self.text_gate = tf.keras.layers.Dense(1, activation="sigmoid", name="text_gate",
-                                                   bias_initializer=tf.keras.initializers.Constant(1.0))
+        self.output_dim = 3 * embedding_dim
         self.num_items = catalog.num_items
         self.id_embedding = tf.keras.layers.Embedding(catalog.num_items + 1, embedding_dim, name="item_id")
         self.token_embedding = tf.keras.layers.Embedding(catalog.num_tokens, embedding_dim, name="title_token")
@@ -88,9 +71,6 @@ class ItemFeatures(tf.keras.layers.Layer):
     def build(self, input_shape) -> None:
         for table in (self.id_embedding, self.token_embedding, self.category_embedding):
             table.build(None)
-        if self._text is not None:
-            self.text_adapter.build([None, int(self._text.shape[1])])
-            self.text_gate.build([None, 1])
         super().build(input_shape)
 
     def call(self, index: tf.Tensor) -> tf.Tensor:
@@ -100,13 +80,10 @@ class ItemFeatures(tf.keras.layers.Layer):
         """``[n, 3 d]`` features of item indices ``[n]`` (no de-duplication: pass distinct indices)."""
         if not self.built:  # called directly by QueryFeatures, not through __call__
             self.build(None)
-        parts = [self.id_embedding(index),
-                 sparse_mean(self.token_embedding.embeddings, tf.gather(self._token_ids, index)),
-                 sparse_mean(self.category_embedding.embeddings, tf.gather(self._category_ids, index))]
-        if self._text is not None:
-            gate = self.text_gate(tf.gather(self._log_popularity, index)[:, None])
-            parts.append(gate * self.text_adapter(tf.gather(self._text, index)))
-        return tf.concat(parts, axis=-1)
+        return tf.concat([self.id_embedding(index),
+                          sparse_mean(self.token_embedding.embeddings, tf.gather(self._token_ids, index)),
+                          sparse_mean(self.category_embedding.embeddings, tf.gather(self._category_ids, index))],
+                         axis=-1)
 
 
 class QueryFeatures(tf.keras.layers.Layer):

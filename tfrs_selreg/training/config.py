@@ -23,8 +23,6 @@ from tfrs_selreg.models.config import ModelConfig
 from tfrs_selreg.regularizer import RegularizerConfig
 from tfrs_selreg.training.strategy import STRATEGIES
 
-EMBEDDING_OPTIMIZERS = ("adam", "adagrad")  # tfrs_selreg.training.optimizer.make_embedding_optimizer
-
 # The validation metric that early stopping and the choice of the final weights follow.
 VALIDATION_METRIC = "val_recall@20"
 
@@ -42,19 +40,12 @@ class TrainConfig:
       epochs: maximum number of epochs.
       batch_size: global batch size (split over replicas).
       learning_rate: Adam's learning rate.
-      embedding_optimizer: ``adam`` (the embedding tables share the model's Adam) or ``adagrad`` (their own
-        sparse Adagrad, whose step scales with the gradient; :mod:`tfrs_selreg.training.optimizer`).
-      embedding_learning_rate: the learning rate of a separate embedding optimizer.
       steps_per_epoch: batches per epoch; ``None`` is one pass over the training examples.
       shuffle_buffer: examples in the shuffle buffer when the training split is streamed (in memory, every pass
         is a uniform permutation).
       in_memory_max_mb: parse the training split once into memory (ids as indices,
         :mod:`tfrs_selreg.data.in_memory`) when its columns take at most this many MiB; larger splits, 0,
         and multi-replica strategies stream the TFRecords every epoch. The batches are the same either way.
-      probe_holdout: train without each user's held-out probe positive and keep only the probes on it
-        (:mod:`tfrs_selreg.data.probe_holdout`): the data a ``model_relative`` gate needs; it changes the
-        training set of every method, so compare methods at the same value. Needs the in-memory split.
-      probe_holdout_fraction: the share of users that hold out an item when ``probe_holdout`` is on.
       early_stopping_patience: epochs without a better ``val_recall@20`` before stopping.
       validation_max_users: rank at most this many (seeded) validation users per epoch; ``None``: all.
       strategy: ``default`` (one device), ``mirrored`` (the local GPUs) or ``multi_worker``
@@ -69,13 +60,9 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 128
     learning_rate: float = 1e-3
-    embedding_optimizer: str = "adam"
-    embedding_learning_rate: float = 0.1
     steps_per_epoch: int | None = None
     shuffle_buffer: int = 10_000
     in_memory_max_mb: int = 4096
-    probe_holdout: bool = False
-    probe_holdout_fraction: float = 1.0
     early_stopping_patience: int = 3
     validation_max_users: int | None = None
     strategy: str = "default"
@@ -88,14 +75,8 @@ class TrainConfig:
                 raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}.")
         if self.in_memory_max_mb < 0:
             raise ValueError(f"TrainConfig.in_memory_max_mb must be >= 0, got {self.in_memory_max_mb}.")
-        for name in ("learning_rate", "embedding_learning_rate"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"TrainConfig.{name} must be > 0, got {getattr(self, name)}.")
-        if not 0.0 < self.probe_holdout_fraction <= 1.0:
-            raise ValueError(f"TrainConfig.probe_holdout_fraction must be in (0, 1], got {self.probe_holdout_fraction}.")
-        if self.embedding_optimizer not in EMBEDDING_OPTIMIZERS:
-            raise ValueError(f"TrainConfig.embedding_optimizer: {self.embedding_optimizer!r} is not one of "
-                             f"{EMBEDDING_OPTIMIZERS}.")
+        if not self.learning_rate > 0:
+            raise ValueError(f"TrainConfig.learning_rate must be > 0, got {self.learning_rate}.")
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

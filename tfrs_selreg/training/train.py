@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import logging
 import math
 import os
 import sys
@@ -32,7 +31,7 @@ import tensorflow as tf
 import yaml
 
 from tfrs_selreg.data import in_memory as in_memory_lib
-from tfrs_selreg.data import input_fn, probe_holdout, schema
+from tfrs_selreg.data import input_fn, schema
 from tfrs_selreg.data.item_embeddings import ItemEmbeddingsError
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.evaluation.ranking import RankingEvaluator
@@ -86,21 +85,11 @@ def train(config: TrainConfig, *, verbose: int = 1) -> RunResult:
     data = PreparedData(config.prepared)
     spec = schema.Schema.load(config.prepared)
     train_examples = sum(len(user.train_items) for user in data.users())
-    in_memory = _in_memory(config, spec, train_examples, strategy)
-    if config.probe_holdout:
-        if in_memory is None:
-            raise ValueError("TrainConfig.probe_holdout needs the training split in memory (in_memory_max_mb > 0, "
-                             "one replica)")
-        in_memory, dropped = probe_holdout.hold_out(in_memory, config.probe_holdout_fraction)
-        train_examples = in_memory.num_records
-        logging.info("probe holdout: %d training records held out, %d left", dropped, train_examples)
     steps = config.steps_per_epoch or max(1, math.ceil(train_examples / config.batch_size))
     with strategy.scope():
         model = build_model(config.model, data, config.regularizer)
         item_init.apply(model, data, config.model.item_init, config.seed)
         model.compile(optimizer=optimizer_lib.make_optimizer(config.learning_rate))
-        model.embedding_optimizer = optimizer_lib.make_embedding_optimizer(config.embedding_optimizer,
-                                                                           config.embedding_learning_rate)
 
     options = tf.data.Options()
     # Shards are few and uneven; every worker reads them all and keeps its share of the batches.
@@ -108,7 +97,7 @@ def train(config: TrainConfig, *, verbose: int = 1) -> RunResult:
     dataset = input_fn.make_dataset(
         config.prepared, "train", batch_size=config.batch_size, shuffle=True, seed=config.seed,
         repeat=True, drop_remainder=True, shuffle_buffer=config.shuffle_buffer,
-        in_memory=in_memory).with_options(options)
+        in_memory=_in_memory(config, spec, train_examples, strategy)).with_options(options)
 
     evaluator = RankingEvaluator(data, "val", spec.history_length, max_users=config.validation_max_users,
                                  seed=config.seed)
