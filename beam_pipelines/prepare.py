@@ -38,9 +38,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 import tfrs_selreg  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from beam_pipelines.options import add_flag
 from tfrs_selreg.data import examples as ex
-from tfrs_selreg.data import item_embeddings
+from tfrs_selreg.data import item_embeddings, prepared, readers, schema
 from tfrs_selreg.data import labels as labels_lib
-from tfrs_selreg.data import prepared, readers, schema
 
 REJECTED = "rejected"
 COUNTS = "counts"

@@ -47,9 +47,8 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 
 import tfrs_selreg  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from beam_pipelines.options import add_flag
-from tfrs_selreg.data import item_embeddings
+from tfrs_selreg.data import item_embeddings, schema
 from tfrs_selreg.data import labels as labels_lib
-from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import DEAD_LETTER_DIR, PreparedData
 from tfrs_selreg.teachers import candidates as candidates_lib
 from tfrs_selreg.teachers import manifest, registry

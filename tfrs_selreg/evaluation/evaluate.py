@@ -44,7 +44,6 @@ from tfrs_selreg.evaluation import diagnostics, fusion, reference
 from tfrs_selreg.evaluation.ranking import KS, SEGMENTS, USER_ID_KEY, RankingEvaluator
 from tfrs_selreg.training import run as run_lib
 
-
 FUSION = "fusion"
 
 

@@ -35,8 +35,7 @@ from tfrs_selreg.data import input_fn, schema
 from tfrs_selreg.data.item_embeddings import ItemEmbeddingsError
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.evaluation.ranking import RankingEvaluator
-from tfrs_selreg.models import BACKBONES, build_model
-from tfrs_selreg.models import item_init
+from tfrs_selreg.models import BACKBONES, build_model, item_init
 from tfrs_selreg.regularizer import GATE_MODES
 from tfrs_selreg.training import config as config_lib
 from tfrs_selreg.training import optimizer as optimizer_lib
