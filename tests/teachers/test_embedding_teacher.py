@@ -61,6 +61,10 @@ def test_probes_on_themed_users_are_answered_and_embeddings_are_reused(teacher, 
     embedded = teacher.num_embedded
     assert teacher.score_batch(requests) == results
     assert teacher.num_embedded == embedded
+    # Another instance of the same model in this process reuses the encodings: it never loads the encoder.
+    other = EmbeddingTeacher(model=teacher._model_path)
+    np.testing.assert_array_equal(other.item_vectors(items[:5]), teacher.item_vectors(items[:5]))
+    assert other._encoder is None
 
 
 def test_empty_context_and_unknown_pair_items_fail_without_rows(teacher):

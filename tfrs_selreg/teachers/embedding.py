@@ -15,8 +15,10 @@ sigmoid((cos_i - cos_j) / T)`` on the 2,440 probe pairs of the bundled ml-latest
 default candidate settings: 0.11, rounded), so ``pref`` is roughly calibrated there; the ordering,
 and so the probe accuracy, does not depend on ``T``.
 
-Each distinct item is embedded once per worker (in the first batch that needs it) and reused; a
-batch of requests embeds all its new items in one batched encoder call.
+Each distinct item is embedded once per worker process (in the first batch that needs it) and reused,
+also across teacher instances of the same model in that process (the scoring job's ``RunInference``
+teacher and its item-embeddings branch share the encodings); a batch of requests embeds all its new
+items in one batched encoder call.
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 DEFAULT_TEMPERATURE = 0.1
 TEMPLATE_TEXT = ("pref = sigmoid((cos(mean(unit_embed(context)), embed(item_i)) - "
                  "cos(mean(unit_embed(context)), embed(item_j))) / T); text = Item.text()")
+
+# (model folder, Item) -> unit embedding, shared by the instances of one process.
+_VECTORS: dict[tuple[str, Item], np.ndarray] = {}
 
 FAILURE_EMPTY_CONTEXT = "empty_context"
 FAILURE_UNKNOWN_ITEM = "unknown_item"
@@ -87,7 +92,7 @@ class EmbeddingTeacher(Teacher):
         # The temperature changes every label, so it is part of the identity that keys the cache.
         self.template_version = f"mean-cosine-1;T={self.temperature:g}"
         self._encoder = None
-        self._vectors: dict[Item, np.ndarray] = {}
+        self._embedded: set[Item] = set()
 
     @property
     def model(self) -> str:
@@ -110,22 +115,24 @@ class EmbeddingTeacher(Teacher):
     @property
     def num_embedded(self) -> int:
         """Distinct items embedded so far by this instance."""
-        return len(self._vectors)
+        return len(self._embedded)
 
     def item_vectors(self, items: Sequence[Item]) -> np.ndarray:
         """Unit embeddings of the items' texts, one row per item (``items`` non-empty).
 
         Only items this instance has not seen are encoded, in one batched call.
         """
-        if self._encoder is None:
-            self.setup()
-        new = [it for it in dict.fromkeys(items) if it not in self._vectors]
+        key = self.model
+        new = [it for it in dict.fromkeys(items) if (key, it) not in _VECTORS]
         if new:
+            if self._encoder is None:
+                self.setup()
             vectors = self._encoder.encode([it.text() for it in new], batch_size=self.encode_batch_size,
                                            normalize_embeddings=True, convert_to_numpy=True,
                                            show_progress_bar=False)
-            self._vectors.update(zip(new, vectors.astype(np.float32)))
-        return np.stack([self._vectors[it] for it in items])
+            _VECTORS.update(((key, it), v) for it, v in zip(new, vectors.astype(np.float32)))
+        self._embedded.update(items)
+        return np.stack([_VECTORS[(key, it)] for it in items])
 
     def score_batch(self, requests: Sequence[ScoringRequest]) -> list[ScoringResult]:
         # One batched encoder call for every new item of the batch; _score then only looks up.
