@@ -12,7 +12,7 @@ labels encode); ``b(i)`` is the item's training-popularity quartile over the cat
 Fusion needs the teacher at serving time, so it is a reference, not a product option: it measures how
 much of the teacher's knowledge a method could recover.
 
-:func:`disagreement_table` is the diagnosis behind a model-relative gate: on validation pairs (each
+:func:`disagreement_table` says where the teacher beats the model: on validation pairs (each
 held-out item against :data:`NEGATIVES` items drawn uniformly from the user's unseen items, seeded), how
 often model and teacher order the pair right, and how often the teacher is right where the two disagree,
 by segment (cold-start users, long-tail positive or negative, popularity quartile of the positive, fifths
@@ -27,7 +27,6 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.evaluation.ranking import OVERALL, RankingEvaluator
 
 BETA_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
@@ -172,8 +171,3 @@ def format_disagreement(rows: Sequence[dict]) -> str:
                      + (f"{wins:.3f}" if math.isfinite(wins) else "-") + " |")
     return "\n".join(lines)
 
-
-def catalog_popularity(data: PreparedData) -> np.ndarray:
-    """``[num_items]`` training popularity in vocabulary order."""
-    popularity = {item.item_id: item.popularity for item in data.items()}
-    return np.array([popularity.get(i, 0) for i in data.item_vocabulary()], np.int64)
