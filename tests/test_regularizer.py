@@ -274,6 +274,32 @@ def test_budget_limits_teacher_pairs_per_batch(world):
     assert float(out[TEACHER_PAIRS_KEPT]) == 5
 
 
+@pytest.mark.parametrize("pairs", ["within_group", "tail_over_head"])
+def test_pair_selection_keeps_the_pairs_of_its_popularity_rule(world, pairs):
+    """``pairs`` restricts the hinge to the pairs of its rule (numpy quartiles of the index popularity)."""
+    backbone = Backbone(world, 0, trainable=False)
+    batch = make_batch(world, "oracle", np.random.default_rng(0), batch_size=16, pairs=6)
+    out = _regularizer(world, gate="global", budget=1000, pairs=pairs)(
+            batch, backbone.pair_score_fn(batch["user"]), backbone.item_index)
+    popularity = np.asarray(world.popularity)
+    order = np.argsort(popularity, kind="stable")
+    quartile = np.empty(order.size, np.int64)
+    quartile[order] = np.arange(order.size) * 4 // order.size
+    b_i, b_j = (quartile[world.lookup(batch[f"teacher_item_{side}"]).numpy()] for side in "ij")
+    pref = batch["teacher_pref"].numpy()
+    keep = b_i == b_j if pairs == "within_group" else np.where(pref > 0.5, b_i < b_j, b_j < b_i)
+    assert 0 < keep.sum() < keep.size
+    score_fn = backbone.score_fn(batch["user"])
+    s_i, s_j = (score_fn(batch[f"teacher_item_{side}"]).numpy()[keep] for side in "ij")
+    sign = np.sign(pref[keep] - 0.5)
+    expected = np.maximum(0.0, 1.0 - sign * (s_i - s_j)).mean()
+    assert float(out[TEACHER_PAIRS_KEPT]) == keep.sum()
+    assert float(out[TEACHER_LOSS]) == pytest.approx(expected, rel=1e-5)
+    weights = _regularizer(world, gate="global", pairs=pairs).pair_weights(
+            batch, backbone.pair_score_fn(batch["user"]), backbone.item_index).numpy()
+    np.testing.assert_array_equal(weights > 0, keep)
+
+
 def _reference_gate(world, regularizer, batch, prefix, s_i, s_j):
     """The gate of every ``[B, n]`` pair slot, from the formulas of the module docstring in numpy."""
     kernel, bias = (v.numpy() for v in regularizer.gate.trainable_variables)

@@ -53,6 +53,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_selreg.data import schema
+from tfrs_selreg.data.popularity import popularity_buckets
 from tfrs_selreg.layers.gate import SelectiveGate
 from tfrs_selreg.losses.pairwise import (
     budget_mask,
@@ -79,6 +80,7 @@ TEACHER_PAIRS_KEPT = "teacher_pairs_kept"
 OUTPUT_KEYS = (TEACHER_LOSS, GATE_LOSS, PAIR_WEIGHT_MEAN, GATE_MEAN, PROBE_ACCURACY, TEACHER_PAIRS_KEPT)
 
 TEACHER_GRADIENTS = ("user", "long_tail", "all")
+PAIR_SELECTIONS = ("all", "within_group", "tail_over_head")
 
 PairScoreFn = Callable[[tf.Tensor, tf.Tensor], tf.Tensor]
 ItemIndexFn = Callable[[tf.Tensor], tf.Tensor]
@@ -121,6 +123,12 @@ class RegularizerConfig:
         about the learning rate whatever ``w > 0`` is. A threshold can. Measured on ML-1M with
         ``long_tail`` and a random teacher: mean weight 0.019, yet NDCG@20 -18 % at threshold 0.
         0 keeps every pair (each pair's item step is still scaled by ``w``, which Adam undoes).
+      pairs: which teacher pairs may enter the loss, by the popularity quartiles ``b(i)`` of the two items
+        (:func:`tfrs_selreg.data.popularity.popularity_buckets` over ``item_popularity``), applied before
+        the budget. ``all``: every pair. ``within_group``: ``b(i) = b(j)``, ranking knowledge inside one
+        popularity group only, so the teacher never trades a head item for a rarer one (UnKD).
+        ``tail_over_head``: the item the teacher prefers is in a rarer quartile than the other, the
+        pairs where the teacher is most often right against the model.
     """
 
     gate: str = "reliability"
@@ -132,6 +140,7 @@ class RegularizerConfig:
     initial_gate: float = 0.5
     teacher_gradient: str = "user"
     item_gradient_min_weight: float = 0.0
+    pairs: str = "all"
 
     def __post_init__(self) -> None:
         if self.gate not in GATE_MODES:
@@ -158,6 +167,8 @@ class RegularizerConfig:
         if not 0.0 <= self.item_gradient_min_weight <= 1.0:
             raise ValueError("RegularizerConfig.item_gradient_min_weight (a pair weight) must be in [0, 1], got "
                              f"{self.item_gradient_min_weight}.")
+        if self.pairs not in PAIR_SELECTIONS:
+            raise ValueError(f"RegularizerConfig.pairs must be one of {PAIR_SELECTIONS}, got {self.pairs!r}.")
 
 
 def _mean(values: tf.Tensor) -> tf.Tensor:
@@ -231,6 +242,7 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
         log_popularity = np.log1p(popularity) / max(np.log1p(popularity.max()), 1e-12)
         self._log_popularity = tf.constant(log_popularity, tf.float32)
         self._tail = tf.constant(tail, tf.float32)
+        self._bucket = tf.constant(popularity_buckets(popularity), tf.int32)
         self.gate = (SelectiveGate(config.gate_hidden_units, config.initial_gate, name="selective_gate")
                      if config.gate in ("paper", "reliability") else None)
 
@@ -260,6 +272,8 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
         pref = tf.cast(batch[schema.TEACHER_PREF], tf.float32)
         real = tf.cast(batch[schema.TEACHER_MASK], tf.float32) > 0
         candidates = real if self.config.gate == "pointwise" else real & tf.not_equal(pref, 0.5)
+        if self.config.pairs != "all":
+            candidates &= self._selected(batch, pref, item_index_fn)
         kept = budget_mask(candidates, batch[schema.TEACHER_CONFIDENCE], self.config.budget)
         pairs = _gather_pairs(batch, _TEACHER_KEYS, tf.where(kept))
         if self._thresholds_item_gradient:
@@ -290,9 +304,18 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
                 TEACHER_PAIRS_KEPT: tf.cast(tf.size(pairs.pref), tf.float32),
         }
 
+    def _selected(self, batch: Mapping[str, tf.Tensor], pref: tf.Tensor, item_index_fn: ItemIndexFn) -> tf.Tensor:
+        """``[B, P]``: the pair slots that ``config.pairs`` admits."""
+        bucket_i, bucket_j = (tf.gather(self._bucket, item_index_fn(batch[key]))
+                              for key in (schema.TEACHER_ITEM_I, schema.TEACHER_ITEM_J))
+        if self.config.pairs == "within_group":
+            return tf.equal(bucket_i, bucket_j)
+        return tf.where(pref > 0.5, bucket_i < bucket_j, bucket_j < bucket_i)
+
     def pair_weights(self, batch: Mapping[str, tf.Tensor], pair_score_fn: PairScoreFn,
                      item_index_fn: ItemIndexFn) -> tf.Tensor:
-        """The weight of every teacher pair slot ``[B, P]``, 0 on padding and ties (for diagnostics).
+        """The weight of every teacher pair slot ``[B, P]``, 0 on padding, ties and pairs that ``pairs``
+        leaves out (for diagnostics).
 
         Scores every ordered pair, without budget: not for the training step.
         """
@@ -300,6 +323,8 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
         if self.config.gate == "none":
             return tf.zeros_like(pref)
         ordered = (tf.cast(batch[schema.TEACHER_MASK], tf.float32) > 0) & tf.not_equal(pref, 0.5)
+        if self.config.pairs != "all":
+            ordered &= self._selected(batch, pref, item_index_fn)
         positions = tf.where(ordered)
         pairs = _gather_pairs(batch, _TEACHER_KEYS, positions)
         weights, _ = self._weights(batch, pairs, *_score_pairs(pair_score_fn, pairs), item_index_fn)

@@ -27,10 +27,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from tfrs_selreg.data.popularity import QUARTILES as BUCKETS
+from tfrs_selreg.data.popularity import popularity_buckets
 from tfrs_selreg.evaluation.ranking import OVERALL, RankingEvaluator
 
 BETA_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
-BUCKETS = 4
 MAX_PASSES = 2
 NEGATIVES = 20
 FIT_METRIC = "ndcg@20"
@@ -41,18 +42,6 @@ def standardized(scores: np.ndarray) -> np.ndarray:
     scores = np.asarray(scores, np.float64)
     std = scores.std(axis=1, keepdims=True)
     return ((scores - scores.mean(axis=1, keepdims=True)) / np.where(std > 0, std, 1.0)).astype(np.float32)
-
-
-def popularity_buckets(popularity: np.ndarray, buckets: int = BUCKETS) -> np.ndarray:
-    """``[num_items]`` bucket of each catalog item: its popularity quantile (0 rarest, ``buckets - 1`` head).
-
-    Items are ranked by popularity (ties by catalog order) and cut into equal-count groups, so a
-    catalog where most items share one count still gets ``buckets`` groups.
-    """
-    order = np.argsort(np.asarray(popularity), kind="stable")
-    out = np.empty(order.size, np.int64)
-    out[order] = np.arange(order.size) * buckets // max(order.size, 1)
-    return out
 
 
 def score_matrix(evaluator: RankingEvaluator, score_all, batch_users: int = 256) -> np.ndarray:
