@@ -14,6 +14,12 @@ Without ``--run-none``/``--run-reliability`` both are trained for a few steps on
 3,706 items (ML-1M's rated catalog) with an oracle teacher. The serving graph does not depend on how
 long a model trained, only on its shapes.
 
+For the two-tower backbone the ``none`` run is also exported with ``--fusion`` (the model fused with
+the embedding teacher, :mod:`tfrs_selreg.export.fused`) and timed in the same loop: its ratio to the
+plain export is the serving cost of the fusion (printed, no target). Without item embeddings in the
+prepared folder, 384-dimensional random unit vectors (all-MiniLM-L6-v2's size) stand in: the graph's
+cost depends on shapes only.
+
 Latency against catalog size uses one ``none`` model per catalog, trained for a few steps: the bundled
 ml-latest-small (9,742 items) and ML-1M (3,883 items, when ``../shared/data/ml-1m`` exists), both
 prepared by ``beam_pipelines.prepare`` with the DirectRunner unless ``--prepared NAME=DIR`` gives the
@@ -43,9 +49,9 @@ import tensorflow as tf
 import tfrs_selreg  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from beam_pipelines import prepare
 from tests.synthetic import make_prepared
-from tfrs_selreg.data import schema
+from tfrs_selreg.data import item_embeddings, schema
 from tfrs_selreg.data.prepared import ITEMS_FILE, ITEMS_VOCAB, STATS_FILE, PreparedData
-from tfrs_selreg.export import exporter
+from tfrs_selreg.export import exporter, fused
 from tfrs_selreg.export import signatures as sig
 from tfrs_selreg.models import BACKBONES
 from tfrs_selreg.training import config as config_lib
@@ -59,6 +65,8 @@ BATCH_SIZES = (1, 64)
 K = 100
 TOLERANCE = 0.05
 CONTROL = "none-again"
+FUSED = "fused"
+TEXT_DIM = 384
 # Distinct request batches per batch size, cycled, so that no request is a cache hit of the previous one.
 DISTINCT_BATCHES = 8
 
@@ -145,6 +153,20 @@ def export(run: str, base: str, name: str) -> str:
     return exporter.export(exporter.ExportConfig(run=run, model_name=name, base=base, k=K))
 
 
+def fused_export(run: str, base: str, name: str, work: str) -> str:
+    """``run`` exported with ``--fusion`` (equal betas); gives its prepared folder text vectors if it has none."""
+    prepared = config_lib.load(os.path.join(run, run_lib.CONFIG_FILE)).prepared
+    if not item_embeddings.exists(prepared):
+        vocabulary = PreparedData(prepared).item_vocabulary()
+        vectors = np.random.default_rng(0).normal(size=(len(vocabulary), TEXT_DIM)).astype(np.float32)
+        item_embeddings.write(prepared, vocabulary, vectors / np.linalg.norm(vectors, axis=1, keepdims=True),
+                              teacher="benchmark", model=f"random unit vectors ({TEXT_DIM})")
+    weights = os.path.join(work, "fusion-weights.json")
+    with open(weights, "w", encoding="utf-8") as f:
+        json.dump({"fused_run": run, fused.FUSION_KEY: {"betas": [0.5] * fused.QUARTILES}}, f)
+    return exporter.export(exporter.ExportConfig(run=run, model_name=name, base=base, k=K, fusion=weights))
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--run-none", help="run folder of a gate-none training (default: trained here)")
@@ -178,6 +200,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             runs = {gate: quick_run(folder, os.path.join(work, f"run-{gate}"), args.backbone, gate)
                     for gate in ("none", "reliability")}
         pair = {gate: export(run, base, f"{args.backbone}_{gate}") for gate, run in runs.items()}
+        if args.backbone == "two_tower":
+            pair[FUSED] = fused_export(runs["none"], base, f"{args.backbone}_{FUSED}", work)
 
         sweep = {}
         for name in args.catalogs:
@@ -241,6 +265,15 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(f"reliability / none within 1.00 +/- {TOLERANCE}: {'yes' if within else 'NO'} "
           "(A/A: a second copy of the none export against the first, the noise of this machine)")
     result["ratio_within_tolerance"] = within
+    if FUSED in pair:
+        print(f"\nfused export (--fusion, {TEXT_DIM}-d text vectors) vs none: the serving cost of the fusion")
+        print(f"{'batch':>6}{'none p50':>10}{'fused p50':>10}{'ratio':>8}{'none p99':>10}{'fused p99':>10}{'ratio':>8}")
+        for batch_size in BATCH_SIZES:
+            none, fuse = (percentiles(seconds[f"pair/{key}/{batch_size}"]) for key in ("none", FUSED))
+            ratios = {key: fuse[key] / none[key] for key in none}
+            result["pair"][batch_size].update({FUSED: fuse, "fused_ratio": ratios})
+            print(f"{batch_size:>6}{none['p50_ms']:>10.3f}{fuse['p50_ms']:>10.3f}{ratios['p50_ms']:>8.3f}"
+                  f"{none['p99_ms']:>10.3f}{fuse['p99_ms']:>10.3f}{ratios['p99_ms']:>8.3f}")
 
     if sweep:
         print(f"\nlatency against catalog size (gate none)\n{'catalog':<18}{'items':>9}"

@@ -1,22 +1,14 @@
 """The teacher's item text embeddings artifact: written as TFRecords, read back aligned with a vocabulary."""
 
-import os
 
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tfrs_selreg.data import item_embeddings
 
 
 def _write(directory, ids, vectors, shards=2):
-    folder = item_embeddings.folder(str(directory))
-    os.makedirs(folder, exist_ok=True)
-    for s in range(shards):
-        with tf.io.TFRecordWriter(os.path.join(folder, f"part-{s:05d}-of-{shards:05d}.tfrecord")) as w:
-            for item_id, vector in list(zip(ids, vectors))[s::shards]:
-                w.write(item_embeddings.to_example_bytes(item_id, vector))
-    item_embeddings.write_info(str(directory), teacher="t", model="m", dim=len(vectors[0]), items=len(ids))
+    item_embeddings.write(str(directory), ids, vectors, teacher="t", model="m", shards=shards)
     return str(directory)
 
 

@@ -57,6 +57,21 @@ def write_info(directory: str, *, teacher: str, model: str, dim: int, items: int
         f.write(json.dumps({"teacher": teacher, "model": model, "dim": dim, "items": items}, indent=2) + "\n")
 
 
+def write(directory: str, item_ids: Sequence[str], vectors: np.ndarray, *, teacher: str, model: str,
+          shards: int = 1) -> None:
+    """Writes ``directory/item_embeddings/`` from in-memory vectors (the score job writes it with Beam)."""
+    import tensorflow as tf
+
+    vectors = np.asarray(vectors, np.float32)
+    tf.io.gfile.makedirs(folder(directory))
+    rows = list(zip(item_ids, vectors))
+    for s in range(shards):
+        with tf.io.TFRecordWriter(os.path.join(folder(directory), f"{PREFIX}-{s:05d}-of-{shards:05d}{SUFFIX}")) as w:
+            for item_id, vector in rows[s::shards]:
+                w.write(to_example_bytes(item_id, vector))
+    write_info(directory, teacher=teacher, model=model, dim=int(vectors.shape[1]), items=len(rows))
+
+
 def info(directory: str) -> dict:
     import tensorflow as tf
 

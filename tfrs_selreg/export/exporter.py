@@ -1,7 +1,7 @@
 """``tfrs-selreg export``: a trained run as a versioned SavedModel that TF Serving picks up.
 
     tfrs-selreg export --run RUN_DIR --model-name NAME [--base saved_models] [--k 100]
-        [--exclude-history | --no-exclude-history] [--prepared DIR]
+        [--exclude-history | --no-exclude-history] [--prepared DIR] [--fusion METRICS_JSON]
 
 writes ``BASE/NAME/VERSION/``, the layout TF Serving watches (``--model_base_path=BASE/NAME``)::
 
@@ -12,6 +12,11 @@ writes ``BASE/NAME/VERSION/``, the layout TF Serving watches (``--model_base_pat
       assets/items.txt                the item vocabulary (catalog order)
       assets.extra/tf_serving_warmup_requests   PredictionLog warm-up records
       assets.extra/export.json        which run, backbone, gate, k and history exclusion made it
+
+``--fusion`` serves a two-tower run fused with the embedding teacher (:mod:`tfrs_selreg.export.fused`):
+pass the ``metrics.json`` that ``tfrs-selreg evaluate --reference fusion --run RUN`` wrote (its betas are
+fitted on validation); the prepared folder must hold the teacher's ``item_embeddings/``. Same signatures,
+fused scores; ``export.json`` records the betas.
 
 ``VERSION`` is the next integer after the integer folders already in ``BASE/NAME`` (1 for the first
 export): TF Serving serves the largest one, so the newest export wins, and small integers are easy to
@@ -34,8 +39,8 @@ import tensorflow as tf
 
 from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import ITEMS_VOCAB, PreparedData
+from tfrs_selreg.export import fused, warmup
 from tfrs_selreg.export import signatures as sig
-from tfrs_selreg.export import warmup
 from tfrs_selreg.models.base import RecommenderModel
 from tfrs_selreg.training import run as run_lib
 
@@ -55,6 +60,7 @@ class ExportConfig:
       k: items returned by ``serving_default`` and ``serving_tf_example``.
       exclude_history: leave the request's history items out of the top-k.
       prepared: prepared folder; ``None`` uses the one recorded in the run's ``config.json``.
+      fusion: ``metrics.json`` of ``evaluate --reference fusion`` for this run: serve the fused scores.
     """
 
     run: str
@@ -63,6 +69,7 @@ class ExportConfig:
     k: int = 100
     exclude_history: bool = True
     prepared: str | None = None
+    fusion: str | None = None
 
 
 def serving_schema(spec: schema.Schema) -> schema.Schema:
@@ -78,13 +85,13 @@ def version_numbers(model_dir: str) -> list[int]:
 
 
 def save_serving_model(model: RecommenderModel, data: PreparedData, directory: str, *, model_name: str, k: int,
-                       exclude_history: bool, info: dict | None = None) -> str:
+                       exclude_history: bool, info: dict | None = None, fused: tf.Module | None = None) -> str:
     """Writes the SavedModel of ``model`` (trained on ``data``) to ``directory``, which must not exist yet.
 
-    ``info`` is merged into ``assets.extra/export.json``.
+    ``info`` is merged into ``assets.extra/export.json``; ``fused`` (a ``FusedIndex``) serves fused scores.
     """
     spec = serving_schema(schema.Schema.load(data.directory))
-    module = sig.ServingModule(model, spec, k=k, exclude_history=exclude_history)
+    module = sig.ServingModule(model, spec, k=k, exclude_history=exclude_history, fused=fused)
     with tempfile.TemporaryDirectory() as staging:
         module.schema_file = tf.saved_model.Asset(spec.save(staging))
         module.item_vocabulary_file = tf.saved_model.Asset(
@@ -118,6 +125,14 @@ def export(config: ExportConfig) -> str:
     """Exports ``config.run`` as ``config.base/config.model_name/VERSION``; returns that folder."""
     train_config, model = run_lib.load_run(config.run, config.prepared)
     data = PreparedData(config.prepared or train_config.prepared)
+    info = {"run": os.path.abspath(config.run), "gate": train_config.regularizer.gate,
+            "prepared": os.path.abspath(data.directory)}
+    index = None
+    if config.fusion:
+        index = fused.build(model, data.directory, list(model.catalog.item_ids),
+                            fused.load_betas(config.fusion, config.run))
+        info[fused.FUSION_KEY] = {"betas": list(index.betas), "weights": os.path.abspath(config.fusion),
+                                  "teacher_dim": index.teacher_dim}
     model_dir = os.path.join(config.base, config.model_name)
     tf.io.gfile.makedirs(model_dir)
     staging = os.path.join(model_dir, f".tmp-export-{os.getpid()}")
@@ -125,9 +140,7 @@ def export(config: ExportConfig) -> str:
         tf.io.gfile.rmtree(staging)
     try:
         save_serving_model(model, data, staging, model_name=config.model_name, k=config.k,
-                           exclude_history=config.exclude_history,
-                           info={"run": os.path.abspath(config.run), "gate": train_config.regularizer.gate,
-                                 "prepared": os.path.abspath(data.directory)})
+                           exclude_history=config.exclude_history, info=info, fused=index)
         return publish(staging, model_dir)
     except BaseException:
         if tf.io.gfile.exists(staging):
@@ -144,13 +157,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--exclude-history", action=argparse.BooleanOptionalAction, default=ExportConfig.exclude_history,
                    help="leave the request's history items out of the top-k (default: %(default)s)")
     p.add_argument("--prepared", help="prepared folder, when it moved since training (default: the run's)")
+    p.add_argument("--fusion", metavar="METRICS_JSON",
+                   help="serve the run fused with the embedding teacher, with the betas in this metrics.json of "
+                        "`tfrs-selreg evaluate --reference fusion --run RUN` (two_tower only)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     config = ExportConfig(run=args.run, model_name=args.model_name, base=args.base, k=args.k,
-                          exclude_history=args.exclude_history, prepared=args.prepared)
+                          exclude_history=args.exclude_history, prepared=args.prepared, fusion=args.fusion)
     try:
         path = export(config)
     except (FileNotFoundError, ValueError) as e:

@@ -82,10 +82,12 @@ class ServingModule(tf.Module):
       k: items returned by the top-k signatures (at most the catalog size, and with
         ``exclude_history`` at most the catalog size minus ``L``, so excluded items never need to fill it).
       exclude_history: leave the request's history items out of the top-k.
+      fused: a :class:`tfrs_selreg.export.fused.FusedIndex`: serve the model's scores fused with the
+        embedding teacher's (the signatures stay the same; their scores are the fused ones).
     """
 
     def __init__(self, model: RecommenderModel, serving_schema: schema.Schema, *, k: int,
-                 exclude_history: bool) -> None:
+                 exclude_history: bool, fused: tf.Module | None = None) -> None:
         super().__init__(name="serving")
         limit = model.num_items - (serving_schema.history_length if exclude_history else 0)
         if not 1 <= k <= limit:
@@ -96,8 +98,9 @@ class ServingModule(tf.Module):
         self.layers = serving_layers(model)
         self.item_ids = tf.Variable(list(model.catalog.item_ids), trainable=False, name="item_ids")
         # Factorized backbones: every item's candidate embedding, computed once (the brute-force index).
+        self.fused = fused
         self.candidates = (tf.Variable(model.all_item_embeddings(), trainable=False, name="candidates")
-                           if hasattr(model, "all_item_embeddings") else None)
+                           if hasattr(model, "all_item_embeddings") and fused is None else None)
         self._model = _Untracked(model)
         parse_spec = input_fn.feature_spec(serving_schema, [schema.ROLE_SERVING])
 
@@ -122,6 +125,8 @@ class ServingModule(tf.Module):
     def _score_all(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
         """Logits ``[B, num_items + 1]`` against every item index (column 0 is the OOV slot)."""
         model = self._model.value
+        if self.fused is not None:
+            return tf.linalg.matmul(self._fused_query(features), self.fused.candidates, transpose_b=True)
         if self.candidates is None:
             return model.score_all(features)
         return tf.linalg.matmul(model.user_embedding(features), self.candidates, transpose_b=True)
@@ -135,8 +140,16 @@ class ServingModule(tf.Module):
 
     def _score_items(self, features: Mapping[str, tf.Tensor], item_ids: tf.Tensor) -> tf.Tensor:
         model = self._model.value
-        scores = model.score(features, item_ids)
-        return tf.where(tf.equal(model.item_index(item_ids), 0), tf.constant(MASKED_SCORE, scores.dtype), scores)
+        index = model.item_index(item_ids)
+        if self.fused is not None:
+            scores = tf.einsum("bd,bnd->bn", self._fused_query(features), tf.gather(self.fused.candidates, index))
+        else:
+            scores = model.score(features, item_ids)
+        return tf.where(tf.equal(index, 0), tf.constant(MASKED_SCORE, scores.dtype), scores)
+
+    def _fused_query(self, features: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        model = self._model.value
+        return self.fused.query(model.user_embedding(features), model.item_index(features[schema.HISTORY]))
 
 
 class _Untracked:
