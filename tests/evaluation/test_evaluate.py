@@ -98,3 +98,20 @@ def test_random_teacher_probe_accuracy_is_chance(tmp_path):
 def test_missing_run_is_a_clear_error(tmp_path, capsys):
     assert evaluate.main(["--run", str(tmp_path)]) == 2
     assert "is not a run folder" in capsys.readouterr().err
+
+
+def test_empty_segments_print_dashes_and_exit_zero(tmp_path, capsys):
+    """No cold-start user and no long-tail item: the metrics are written and the table says ``-``."""
+    prepared = make_prepared(str(tmp_path / "p"), n_users=30, n_items=50, seed=1, cold_start_fraction=0.0,
+                             long_tail_fraction=0.0)
+    run = str(tmp_path / "run")
+    train(config_lib.resolve(overrides={"prepared": prepared, "output": run, "epochs": 1, "batch_size": 32,
+                                        "model.embedding_dim": 8, "regularizer.gate": "reliability",
+                                        "validation_max_users": 10}), verbose=0)
+    capsys.readouterr()
+    assert evaluate.main(["--run", run]) == 0
+    printed = capsys.readouterr().out
+    assert "cold_start - (0 pairs)" in printed and "cold_start - (0 probes)" in printed
+    with open(os.path.join(run, "metrics.json")) as f:
+        result = json.load(f)
+    assert result["cold_start"]["users"] == 0 and result["diagnostics"]["gate"]["cold_start"]["mean_weight"] is None

@@ -151,24 +151,27 @@ def _finite(value):
     return value
 
 
+def _number(value, spec: str) -> str:
+    """``value`` formatted with ``spec``; ``-`` for a missing (``None``) or non-finite one (an empty segment)."""
+    return "-" if value is None or not math.isfinite(value) else format(value, spec)
+
+
 def format_table(result: dict) -> str:
     """The segments x metrics table, with user and held-out item counts."""
     names = [n for n in result[SEGMENTS[0]] if n not in ("users", "items")]
     lines = [f"{'segment':<12}" + "".join(f"{n:>11}" for n in names) + f"{'users':>9}{'items':>9}"]
     for segment in SEGMENTS:
         row = result[segment]
-        cells = "".join(f"{'-':>11}" if row[n] is None or not math.isfinite(row[n]) else f"{row[n]:>11.4f}"
-                        for n in names)
+        cells = "".join(f"{_number(row[n], '.4f'):>11}" for n in names)
         lines.append(f"{segment:<12}{cells}{row['users']:>9}{row['items']:>9}")
     gate = (result.get("diagnostics") or {}).get("gate")
     if gate:
         lines.append("gate mean weight: " + ", ".join(
-            f"{s} {gate[s]['mean_weight']:.3f} ({gate[s]['pairs']} pairs)" for s in SEGMENTS))
+            f"{s} {_number(gate[s]['mean_weight'], '.3f')} ({gate[s]['pairs']} pairs)" for s in SEGMENTS))
     probes = (result.get("diagnostics") or {}).get("probe_accuracy")
     if probes:
         lines.append("teacher probe accuracy: " + ", ".join(
-            f"{s} {probes[s]['accuracy']:.3f} ({probes[s]['probes']} probes)" for s in SEGMENTS
-            if probes[s]["accuracy"] is not None and math.isfinite(probes[s]["accuracy"])))
+            f"{s} {_number(probes[s]['accuracy'], '.3f')} ({probes[s]['probes']} probes)" for s in SEGMENTS))
     return "\n".join(lines)
 
 
