@@ -87,9 +87,10 @@ def from_dict(d: dict[str, Any]) -> LabelRow:
         raise ValueError(f"kind must be 'teacher' or 'probe', got {kind!r}")
     truth = d.get("truth")
     if truth is not None and truth != -1:
+        # Exactly 0 or 1: int() would truncate 0.7 to 0 and join a wrong answer to the probe.
+        if isinstance(truth, bool) or not isinstance(truth, (int, float)) or truth not in (0, 1):
+            raise ValueError(f"truth must be 0 or 1, got {truth!r}")
         truth = int(truth)
-        if truth not in (0, 1):
-            raise ValueError(f"truth must be 0 or 1, got {d.get('truth')!r}")
     else:
         truth = None
     if kind == schema.KIND_PROBE and truth is None:
