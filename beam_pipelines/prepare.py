@@ -37,6 +37,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 
 import tfrs_selreg  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from beam_pipelines.options import add_flag
+from tfrs_selreg import flags
 from tfrs_selreg.data import examples as ex
 from tfrs_selreg.data import item_embeddings, prepared, readers, schema
 from tfrs_selreg.data import labels as labels_lib
@@ -68,29 +69,30 @@ class PrepareOptions(PipelineOptions):
                             help="TFDS data dir holding the prepared dataset (no download)")
         add_flag(parser, "--output", help="output folder, local or gs:// (required)")
         add_flag(parser, "--split", default=ex.SPLIT_LEAVE_LAST_OUT, choices=ex.SPLIT_MODES)
-        add_flag(parser, "--temporal-val-fraction", dest="temporal_val_fraction", type=float,
-                            default=0.1, help="temporal split: share of interactions in validation")
-        add_flag(parser, "--temporal-test-fraction", dest="temporal_test_fraction", type=float,
-                            default=0.1, help="temporal split: share of interactions in test")
-        add_flag(parser, "--min-rating", dest="min_rating", type=float, default=None,
+        add_flag(parser, "--temporal-val-fraction", dest="temporal_val_fraction",
+                 type=flags.number(0.0, below=1.0), default=0.1,
+                 help="temporal split: share of interactions in validation")
+        add_flag(parser, "--temporal-test-fraction", dest="temporal_test_fraction",
+                 type=flags.number(0.0, below=1.0), default=0.1, help="temporal split: share of interactions in test")
+        add_flag(parser, "--min-rating", dest="min_rating", type=flags.number(), default=None,
                             help="keep only interactions with rating >= this as positives")
-        add_flag(parser, "--history-length", dest="history_length", type=int, default=10,
+        add_flag(parser, "--history-length", dest="history_length", type=flags.integer(1), default=10,
                             help="L: training items in each example's history")
-        add_flag(parser, "--cold-start-max-history", dest="cold_start_max_history", type=int,
+        add_flag(parser, "--cold-start-max-history", dest="cold_start_max_history", type=flags.integer(0),
                             default=3, help="users with at most this many training items are cold_start")
-        add_flag(parser, "--long-tail-fraction", dest="long_tail_fraction", type=float, default=0.2,
+        add_flag(parser, "--long-tail-fraction", dest="long_tail_fraction", type=flags.FRACTION, default=0.2,
                             help="bottom fraction of items by training popularity that is long_tail")
-        add_flag(parser, "--cold-start-fraction", dest="cold_start_fraction", type=float,
+        add_flag(parser, "--cold-start-fraction", dest="cold_start_fraction", type=flags.FRACTION,
                             default=0.0, help="simulate cold start: fraction of users keeping 1-3 "
                             "training items")
-        add_flag(parser, "--teacher-pairs", dest="teacher_pairs", type=int, default=8,
+        add_flag(parser, "--teacher-pairs", dest="teacher_pairs", type=flags.integer(0), default=8,
                             help="P: teacher pairs per training example")
-        add_flag(parser, "--probe-pairs", dest="probe_pairs", type=int, default=4,
+        add_flag(parser, "--probe-pairs", dest="probe_pairs", type=flags.integer(0), default=4,
                             help="Q: probe pairs per training example")
-        add_flag(parser, "--seed", type=int, default=0)
-        add_flag(parser, "--max-error-fraction", dest="max_error_fraction", type=float,
+        add_flag(parser, "--seed", type=flags.integer(0), default=0)
+        add_flag(parser, "--max-error-fraction", dest="max_error_fraction", type=flags.FRACTION,
                             default=0.01, help="fail when more rejected rows than this fraction")
-        add_flag(parser, "--num-shards", dest="num_shards", type=int, default=2,
+        add_flag(parser, "--num-shards", dest="num_shards", type=flags.integer(1), default=2,
                             help="TFRecord shards per split")
 
 
@@ -697,11 +699,10 @@ def run(argv: Optional[list[str]] = None) -> dict:
     if o.split == ex.SPLIT_TEMPORAL and not reader.has_timestamps:
         raise PrepareError(f"--split temporal needs timestamps, and {o.dataset} data has none; "
                            "use --split leave_last_out")
-    for name in ("history_length", "teacher_pairs", "probe_pairs", "num_shards"):
-        if getattr(o, name) < (1 if name == "num_shards" else 0):
-            raise PrepareError(f"--{name.replace('_', '-')} must be positive")
-    if not 0 <= o.long_tail_fraction <= 1 or not 0 <= o.cold_start_fraction <= 1:
-        raise PrepareError("--long-tail-fraction and --cold-start-fraction must be in [0, 1]")
+    # The flags' ranges are checked while parsing (tfrs_selreg.flags); this is the one joint rule.
+    if o.split == ex.SPLIT_TEMPORAL and o.temporal_val_fraction + o.temporal_test_fraction >= 1:
+        raise PrepareError(f"--temporal-val-fraction {o.temporal_val_fraction} + --temporal-test-fraction "
+                           f"{o.temporal_test_fraction} must be < 1: the rest is the training split.")
     label_files: list[str] = []
     if labels_path:
         label_files = _label_files(labels_path)

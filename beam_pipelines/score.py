@@ -47,6 +47,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 
 import tfrs_selreg  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from beam_pipelines.options import add_flag
+from tfrs_selreg import flags
 from tfrs_selreg.data import item_embeddings, schema
 from tfrs_selreg.data import labels as labels_lib
 from tfrs_selreg.data.prepared import DEAD_LETTER_DIR, PreparedData
@@ -84,26 +85,26 @@ class ScoreOptions(PipelineOptions):
         add_flag(parser, "--output", default=None, help="output folder (local)")
         add_flag(parser, "--cache-dir", dest="cache_dir", default=None,
                   help=f"result cache folder (default OUTPUT/{CACHE_DIR}); share it between runs")
-        add_flag(parser, "--seed", type=int, default=d.seed)
-        add_flag(parser, "--max-users", dest="max_users", type=int, default=None,
+        add_flag(parser, "--seed", type=flags.integer(0), default=d.seed)
+        add_flag(parser, "--max-users", dest="max_users", type=flags.integer(1), default=None,
                   help="score a seeded sample of this many users (default: all)")
-        add_flag(parser, "--context-length", dest="context_length", type=int,
+        add_flag(parser, "--context-length", dest="context_length", type=flags.integer(1),
                   default=d.context_length, help="L: training items in a prompt's context")
-        add_flag(parser, "--num-candidates", dest="num_candidates", type=int,
+        add_flag(parser, "--num-candidates", dest="num_candidates", type=flags.integer(2),
                   default=d.num_candidates, help="N: candidates per prompt")
-        add_flag(parser, "--popular-pool", dest="popular_pool", type=int, default=d.popular_pool,
+        add_flag(parser, "--popular-pool", dest="popular_pool", type=flags.integer(1), default=d.popular_pool,
                   help="candidates come from the top items by training popularity")
-        add_flag(parser, "--uniform-mix", dest="uniform_mix", type=float, default=d.uniform_mix,
+        add_flag(parser, "--uniform-mix", dest="uniform_mix", type=flags.FRACTION, default=d.uniform_mix,
                   help="share of popular-prompt candidates drawn uniformly from the catalog")
-        add_flag(parser, "--pairs-per-user", dest="pairs_per_user", type=int,
+        add_flag(parser, "--pairs-per-user", dest="pairs_per_user", type=flags.integer(0),
                   default=d.pairs_per_user, help="teacher pairs sampled per prompt")
-        add_flag(parser, "--probes-per-user", dest="probes_per_user", type=int,
+        add_flag(parser, "--probes-per-user", dest="probes_per_user", type=flags.integer(0),
                   default=d.probes_per_user, help="probe pairs (known truth) per user")
-        add_flag(parser, "--long-tail-users-per-item", dest="long_tail_users_per_item", type=int,
+        add_flag(parser, "--long-tail-users-per-item", dest="long_tail_users_per_item", type=flags.integer(0),
                   default=d.long_tail_users_per_item,
                   help="coverage augmentation: users each long-tail item is scored for (0: none)")
         add_flag(parser, "--long-tail-items-per-prompt", dest="long_tail_items_per_prompt",
-                  type=int, default=d.long_tail_items_per_prompt)
+                  type=flags.integer(1), default=d.long_tail_items_per_prompt)
         add_flag(parser, "--model", default=None, help="teacher model (path or endpoint model name)")
         add_flag(parser, "--base-url", dest="base_url", default=None,
                   help="OpenAI-compatible endpoint (openai teacher)")
@@ -111,15 +112,15 @@ class ScoreOptions(PipelineOptions):
                   help="LLM prompting mode")
         add_flag(parser, "--api-key-env", dest="api_key_env", default=None,
                   help="name of the environment variable holding the API key (never the key)")
-        add_flag(parser, "--concurrency", type=int, default=None,
+        add_flag(parser, "--concurrency", type=flags.integer(1), default=None,
                   help="parallel requests per worker (openai teacher)")
-        add_flag(parser, "--timeout", type=float, default=None, help="seconds per model request")
+        add_flag(parser, "--timeout", type=flags.number(above=0.0), default=None, help="seconds per model request")
         add_flag(parser, "--teacher-option", dest="teacher_option", action="append", default=None,
                   metavar="KEY=VALUE", help="any other teacher constructor option (JSON value or "
                   "string); repeatable, e.g. --teacher-option temperature=0.1")
-        add_flag(parser, "--batch-size", dest="batch_size", type=int, default=32,
+        add_flag(parser, "--batch-size", dest="batch_size", type=flags.integer(1), default=32,
                   help="prompts per teacher batch (RunInference max batch size)")
-        add_flag(parser, "--progress-every", dest="progress_every", type=int, default=100,
+        add_flag(parser, "--progress-every", dest="progress_every", type=flags.integer(1), default=100,
                   help="log a progress line every this many prompts scored per worker")
 
 

@@ -38,6 +38,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
+from tfrs_selreg import flags
 from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.evaluation import diagnostics, fusion, reference
@@ -185,9 +186,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", help="with --reference: folder for metrics.json and per_user-SPLIT.npz")
     p.add_argument("--split", choices=("val", "test"), default="test")
     p.add_argument("--prepared", help="prepared folder, if not the one recorded in the run's config.json")
-    p.add_argument("--batch-users", type=int, default=256, help="users ranked per batch")
+    p.add_argument("--batch-users", type=flags.integer(1), default=256, help="users ranked per batch")
     p.add_argument("--no-diagnostics", action="store_true", help="skip the gate and teacher diagnostics")
-    p.add_argument("--max-diagnostic-examples", type=int, help="training records read for the diagnostics")
+    p.add_argument("--max-diagnostic-examples", type=flags.integer(1), help="training records read for the diagnostics")
     args = p.parse_args(argv)
     if args.reference == FUSION:
         if not (args.run and args.output):

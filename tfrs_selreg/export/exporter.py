@@ -37,6 +37,7 @@ import tempfile
 
 import tensorflow as tf
 
+from tfrs_selreg import flags
 from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import ITEMS_VOCAB, PreparedData
 from tfrs_selreg.export import fused, warmup
@@ -153,7 +154,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run folder of `tfrs-selreg train`")
     p.add_argument("--model-name", required=True, help="model name in TF Serving (folder below --base)")
     p.add_argument("--base", default=ExportConfig.base, help="model base folder (default: %(default)s)")
-    p.add_argument("--k", type=int, default=ExportConfig.k, help="items per top-k reply (default: %(default)s)")
+    p.add_argument("--k", type=flags.integer(1), default=ExportConfig.k,
+                   help="items per top-k reply (default: %(default)s)")
     p.add_argument("--exclude-history", action=argparse.BooleanOptionalAction, default=ExportConfig.exclude_history,
                    help="leave the request's history items out of the top-k (default: %(default)s)")
     p.add_argument("--prepared", help="prepared folder, when it moved since training (default: the run's)")

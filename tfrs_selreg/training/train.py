@@ -30,6 +30,7 @@ from typing import Any
 import tensorflow as tf
 import yaml
 
+from tfrs_selreg import flags
 from tfrs_selreg.data import in_memory as in_memory_lib
 from tfrs_selreg.data import input_fn, schema
 from tfrs_selreg.data.item_embeddings import ItemEmbeddingsError
@@ -162,15 +163,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="YAML or JSON file of TrainConfig fields")
     p.add_argument("--backbone", choices=BACKBONES)
     p.add_argument("--gate", choices=GATE_MODES)
-    p.add_argument("--teacher-lambda", type=float)
-    p.add_argument("--seed", type=int)
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--learning-rate", type=float)
-    p.add_argument("--embedding-dim", type=int)
-    p.add_argument("--steps-per-epoch", type=int)
-    p.add_argument("--early-stopping-patience", type=int)
-    p.add_argument("--validation-max-users", type=int)
+    p.add_argument("--teacher-lambda", type=flags.number(0.0))
+    p.add_argument("--seed", type=flags.integer(0))
+    p.add_argument("--epochs", type=flags.integer(1))
+    p.add_argument("--batch-size", type=flags.integer(1))
+    p.add_argument("--learning-rate", type=flags.number(above=0.0))
+    p.add_argument("--embedding-dim", type=flags.integer(1))
+    p.add_argument("--steps-per-epoch", type=flags.integer(1))
+    p.add_argument("--early-stopping-patience", type=flags.integer(0))
+    p.add_argument("--validation-max-users", type=flags.integer(1))
     p.add_argument("--strategy", choices=strategy_lib.STRATEGIES)
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any field by its dotted path, e.g. --set model.dcn.num_negatives=8 (YAML value)")
