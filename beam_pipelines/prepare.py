@@ -671,6 +671,13 @@ def _dataset_card(stats: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+STAGING_SUFFIX = ".incomplete"
+# What a prepare job writes into --output, besides the split shards; nothing else there is touched.
+OWNED_NAMES = (prepared.ITEMS_FILE, prepared.USERS_FILE, prepared.STATS_FILE, prepared.DATASET_CARD,
+               schema.SCHEMA_FILE)
+OWNED_FOLDERS = (os.path.dirname(prepared.ITEMS_VOCAB), prepared.DEAD_LETTER_DIR, item_embeddings.DIR)
+
+
 def run(argv: Optional[list[str]] = None) -> dict:
     """Runs the prepare job; returns the statistics written to ``stats.json``."""
     labels_path, argv = _labels_arg(argv)
@@ -710,16 +717,33 @@ def run(argv: Optional[list[str]] = None) -> dict:
             raise PrepareError(f"--labels {labels_path}: no *.jsonl, *.jsonl.gz, *.tfrecord or "
                                "*.tfrecord.gz files found there")
 
-    for stale in FileSystems.match([os.path.join(o.output, "*.tfrecord"),
-                                    os.path.join(o.output, prepared.DEAD_LETTER_DIR, "*")]):
-        if stale.metadata_list:
-            FileSystems.delete([m.path for m in stale.metadata_list])
+    output = o.output.rstrip("/")
+    _refuse_inputs_inside(output, data_dir, labels_path, label_files)
+    # Everything is written to a staging folder first and moved into --output only when the job and its
+    # checks succeeded: a failed job leaves a previous good output as it was.
+    staging = output + STAGING_SUFFIX
+    if FileSystems.exists(staging):
+        FileSystems.delete([staging])
     for sub in ("", os.path.dirname(prepared.ITEMS_VOCAB), prepared.DEAD_LETTER_DIR):
-        path = os.path.join(o.output, sub)
-        if not FileSystems.exists(path):
-            FileSystems.mkdirs(path)
-    schema_obj = schema.build_schema(o.history_length, o.teacher_pairs, o.probe_pairs)
+        FileSystems.mkdirs(os.path.join(staging, sub))
+    o.output = staging
+    try:
+        stats = _run_into(options, o, reader, data_dir, labels_path, label_files)
+    except PrepareError:
+        raise  # the staging folder stays: its dead_letter/ holds the rejected rows the message names
+    except BaseException:
+        FileSystems.delete([staging])
+        raise
+    finally:
+        o.output = output
+    _publish(staging, output)
+    return stats
 
+
+def _run_into(options: PipelineOptions, o: PrepareOptions, reader: readers.DatasetReader, data_dir: str,
+              labels_path: Optional[str], label_files: list[str]) -> dict:
+    """Runs the pipeline into ``o.output`` (the staging folder) and checks the result; returns the stats."""
+    schema_obj = schema.build_schema(o.history_length, o.teacher_pairs, o.probe_pairs)
     start = time.time()
     logging.info("prepare: reading %s from %s", o.dataset, data_dir)
     with beam.Pipeline(options=options) as p:
@@ -737,6 +761,14 @@ def run(argv: Optional[list[str]] = None) -> dict:
         raise PrepareError(f"no training interactions left from {data_dir} (read "
                            f"{stats['rows_read']}, filtered {stats['rows_filtered']}); check "
                            "--min-rating and the input files")
+    joined = stats["labels"]["joined_teacher_rows"] + stats["labels"]["joined_probe_rows"]
+    if label_files and joined == 0:
+        lines = "\n  ".join(_first_bad_lines(o.output, "labels")) or "(no label row was read)"
+        raise PrepareError(
+                f"--labels {labels_path}: none of its {stats['rows_read']['labels']:,} rows could be joined "
+                f"(rejected: {stats['labels']['rejected']}). First rejected rows:\n  {lines}\n"
+                f"All of them: {os.path.join(o.output, prepared.DEAD_LETTER_DIR)}. Were the labels scored on "
+                "this prepared folder (same dataset, split and seed)?")
     # Beam's file system rather than Schema.save (tf.io.gfile): the launcher need not import TensorFlow.
     with FileSystems.create(os.path.join(o.output, schema.SCHEMA_FILE)) as f:
         f.write(schema_obj.dumps().encode("utf-8"))
@@ -744,6 +776,50 @@ def run(argv: Optional[list[str]] = None) -> dict:
     if labels_path:
         _copy_item_embeddings(labels_path, o.output)
     return stats
+
+
+def _inside(path: str, folder: str) -> bool:
+    path, folder = (p if "://" in p else os.path.abspath(p) for p in (path, folder))
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _refuse_inputs_inside(output: str, data_dir: str, labels_path: Optional[str], label_files: list[str]) -> None:
+    """An --output that holds an input would be overwritten by the job that reads it."""
+    inputs = [("--data-dir", data_dir)] + [("--labels", f) for f in label_files]
+    inputs += [("--labels", labels_path)] if labels_path else []
+    for flag, path in inputs:
+        if _inside(path, output) or _inside(output, path):
+            raise PrepareError(f"{flag} {path} and --output {output} overlap: the job would overwrite its own "
+                               "input. Write the prepared folder somewhere else.")
+
+
+def _owned(folder: str) -> list[str]:
+    """The paths in ``folder`` that a prepare job writes (and only those: other files are left alone)."""
+    patterns = [os.path.join(folder, f"{split}-[0-9]*-of-[0-9]*.tfrecord") for split in schema.SPLITS]
+    patterns += [os.path.join(folder, name) for name in OWNED_NAMES]
+    return sorted(m.path for result in FileSystems.match(patterns) for m in result.metadata_list)
+
+
+def _publish(staging: str, output: str) -> None:
+    """Moves the finished ``staging`` folder's files into ``output``, replacing only a previous job's.
+
+    File by file (object stores have no folders to rename); a new ``output`` is the renamed staging folder.
+    """
+    if not FileSystems.exists(output):
+        FileSystems.rename([staging], [output])
+        return
+    folders = [os.path.join(output, n) for n in OWNED_FOLDERS]
+    old = _owned(output) + [f for f in folders if FileSystems.exists(f)]
+    if old:
+        FileSystems.delete(old)
+    sources = sorted(m.path for m in FileSystems.match([FileSystems.join(staging, "**")])[0].metadata_list)
+    targets = [FileSystems.join(output, os.path.relpath(path, staging)) for path in sources]
+    empty = [os.path.join(output, n) for n in OWNED_FOLDERS if FileSystems.exists(os.path.join(staging, n))]
+    for folder in sorted({os.path.dirname(t) for t in targets} | set(empty)):
+        if not FileSystems.exists(folder):
+            FileSystems.mkdirs(folder)
+    FileSystems.rename(sources, targets)
+    FileSystems.delete([staging])
 
 
 def _copy_item_embeddings(labels_path: str, output: str) -> None:

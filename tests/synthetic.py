@@ -119,6 +119,7 @@ def make_prepared(
 
     popular_pool = catalog[: max(2, n_items // 5)]
     records = {split: [] for split in schema.SPLITS}
+    joined = {"teacher": 0, "probe": 0}  # pair slots written (prepare counts joined label rows)
     for row in users:
         user_id, train = row["user_id"], row["train_items"]
         liked = {i for i in raw_items if cluster_of[i] == row["cluster"]}
@@ -127,13 +128,16 @@ def make_prepared(
         allowed = [i for i in raw_items if i not in held_out]
         for position, item in enumerate(train):
             n_pairs = teacher_pairs if position % 3 else teacher_pairs // 2
+            pairs = _teacher_pairs(rng, allowed, liked, n_pairs, oracle)
+            probes = _probe_pairs(rng, train, allowed, popular_pool, probe_pairs, oracle)
+            joined["teacher"] += len(pairs)
+            joined["probe"] += len(probes)
             records["train"].append((user_id, examples.make_example(
                 user_id=user_id, item_id=item, history=examples.padded_history(train[:position], history_length),
                 timestamp=1_000_000 + 1000 * position, rating=None, history_length=len(train),
                 cold_start=row["cold_start"], item_popularity=popularity[item], long_tail=item in tail_items,
-                teacher_pairs=_teacher_pairs(rng, allowed, liked, n_pairs, oracle),
-                probe_pairs=_probe_pairs(rng, train, allowed, popular_pool, probe_pairs, oracle),
-                num_teacher_pairs=teacher_pairs, num_probe_pairs=probe_pairs)))
+                teacher_pairs=pairs, probe_pairs=probes, num_teacher_pairs=teacher_pairs,
+                num_probe_pairs=probe_pairs)))
         for split, key in (("val", "val_items"), ("test", "test_items")):
             for offset, item in enumerate(row[key]):
                 records[split].append((user_id, examples.make_example(
@@ -161,6 +165,8 @@ def make_prepared(
         "seed": seed,
         "synthetic": {"teacher": teacher, "n_clusters": n_clusters},
         "rejected": {},
+        "labels": {"files": [], "joined_teacher_rows": joined["teacher"], "joined_probe_rows": joined["probe"],
+                   "rejected": {}},
     }
     with open(os.path.join(directory, prepared.STATS_FILE), "w", encoding="utf-8") as f:
         json.dump(stats, f, indent=2)

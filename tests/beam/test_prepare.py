@@ -290,3 +290,63 @@ def test_shared_amazon_counts_match_raw_files(tmp_path):
     assert stats["interactions"]["test"] == len(inter)
     # 5-core leave-one-out: users with exactly 5 interactions keep 3 training items -> cold start.
     assert stats["cold_start_users"] == sum(1 for v in inter.values() if len(set(v)) <= 5)
+
+
+def _snapshot(folder):
+    """``{relative path: bytes}`` of every file below ``folder``."""
+    out = {}
+    for root, _, files in os.walk(folder):
+        for name in files:
+            path = os.path.join(root, name)
+            with open(path, "rb") as f:
+                out[os.path.relpath(path, folder)] = f.read()
+    return out
+
+
+def test_a_failed_prepare_leaves_the_previous_output_untouched(tmp_path):
+    raw, out = _write_csv(tmp_path / "raw"), tmp_path / "out"
+    _run(raw, out)
+    good = _snapshot(out)
+    bad = _write_csv(tmp_path / "bad", ["u1,i1", "u1,i2,x,1", "u9,i3,,", "u2,i99,5,5"])
+    with pytest.raises(prepare.PrepareError, match=r"interactions\.csv:14") as error:
+        _run(bad, out)
+    assert _snapshot(out) == good
+    # The rejected rows the message points to are kept beside it, not in the good folder.
+    assert f"{out}{prepare.STAGING_SUFFIX}" in str(error.value)
+    assert glob.glob(str(tmp_path / f"out{prepare.STAGING_SUFFIX}" / "dead_letter" / "*.jsonl"))
+    _run(raw, out)  # the next good run cleans the staging folder up
+    assert not os.path.exists(f"{out}{prepare.STAGING_SUFFIX}")
+    again = _snapshot(out)
+    assert set(again) == set(good) and all(again[k] == good[k] for k in good if k != prepared.STATS_FILE)
+
+
+def test_labels_that_all_fail_to_join_fail_the_job(tmp_path):
+    raw, out = _write_csv(tmp_path / "raw"), tmp_path / "out"
+    _run(raw, out)
+    good = _snapshot(out)
+    labels = _labels(tmp_path / "labels.jsonl", [
+        {"user_id": "nobody", "item_i": "i1", "item_j": "i9", "pref": 0.8},
+        {"user_id": "u1", "item_i": "i5", "item_j": "i9", "pref": 0.9}])  # a validation item: leakage
+    with pytest.raises(prepare.PrepareError, match=r"none of its 2 rows could be joined.*unknown_user"):
+        _run(raw, out, "--labels", labels)
+    assert _snapshot(out) == good
+
+
+def test_prepare_replaces_only_its_own_files_and_refuses_an_output_holding_its_input(tmp_path):
+    raw, out = _write_csv(tmp_path / "raw"), tmp_path / "out"
+    labels_dir = tmp_path / "labels"
+    labels_dir.mkdir()
+    labels = _labels(labels_dir / "part-0.jsonl", [
+        {"user_id": "u1", "item_i": "i7", "item_j": "i8", "pref": 0.9}])
+    _run(raw, out)
+    (out / "notes.tfrecord").write_bytes(b"mine")  # not a split shard: prepare never wrote it
+    (out / "README.txt").write_text("mine")
+    stale = out / "train-00007-of-00009.tfrecord"  # a shard of an earlier job with other --num-shards
+    stale.write_bytes(b"old")
+    _run(raw, out, "--labels", labels)
+    assert (out / "notes.tfrecord").read_bytes() == b"mine" and (out / "README.txt").read_text() == "mine"
+    assert not stale.exists() and _records(out, "train")
+    for output in (labels_dir, labels_dir / "sub", tmp_path):
+        with pytest.raises(prepare.PrepareError, match="overlap: the job would overwrite its own input"):
+            _run(raw, output, "--labels", str(labels_dir))
+    assert (labels_dir / "part-0.jsonl").exists()

@@ -74,3 +74,22 @@ def test_mirrored_strategy_trains(prepared, tmp_path):
         "batch_size": 16, "model.embedding_dim": 8, "regularizer.gate": "global", "strategy": "mirrored"})
     result = train(config, verbose=0)
     assert result.epochs_completed == 1 and os.path.exists(tmp_path / "run" / (run_lib.WEIGHTS + ".index"))
+
+
+def test_a_gate_without_teacher_pairs_is_refused_before_anything_is_written(tmp_path, capsys):
+    """Never labelled, or labelled without probes: ``--gate`` other than none would train the plain backbone."""
+    from beam_pipelines import prepare
+    from tests.beam.test_prepare import _labels, _write_csv
+
+    raw = _write_csv(tmp_path / "raw")
+    bare = str(tmp_path / "bare")
+    prepare.run(["--dataset", "csv", "--data-dir", raw, "--output", bare, "--runner", "DirectRunner"])
+    out = tmp_path / "run"
+    assert main(["--prepared", bare, "--output", str(out), "--gate", "global"]) == 2
+    assert "--gate global needs teacher pairs" in capsys.readouterr().err and not out.exists()
+    labels = _labels(tmp_path / "labels.jsonl", [{"user_id": "u1", "item_i": "i7", "item_j": "i8", "pref": 0.9}])
+    joined = str(tmp_path / "joined")
+    prepare.run(["--dataset", "csv", "--data-dir", raw, "--output", joined, "--labels", labels,
+                 "--runner", "DirectRunner"])
+    assert main(["--prepared", joined, "--output", str(out), "--gate", "reliability"]) == 2
+    assert "trains its gate on probe pairs" in capsys.readouterr().err and not out.exists()

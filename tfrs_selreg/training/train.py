@@ -34,7 +34,7 @@ from tfrs_selreg import flags
 from tfrs_selreg.data import in_memory as in_memory_lib
 from tfrs_selreg.data import input_fn, schema
 from tfrs_selreg.data.item_embeddings import ItemEmbeddingsError
-from tfrs_selreg.data.prepared import PreparedData
+from tfrs_selreg.data.prepared import STATS_FILE, PreparedData
 from tfrs_selreg.evaluation.ranking import RankingEvaluator
 from tfrs_selreg.models import BACKBONES, build_model, item_init
 from tfrs_selreg.regularizer import GATE_MODES
@@ -71,10 +71,40 @@ class RunResult:
     examples_per_second: float
 
 
+class PreparedFolderError(ValueError):
+    """The prepared folder cannot train this configuration; the message says what to run."""
+
+
+def _check_teacher_pairs(config: TrainConfig) -> None:
+    """A gate other than ``none`` on a folder without teacher pairs would silently train the plain backbone."""
+    gate = config.regularizer.gate
+    if gate == "none":
+        return
+    stats_file = os.path.join(config.prepared, STATS_FILE)
+    try:
+        joined = PreparedData(config.prepared).stats()["labels"]
+        teacher, probe = int(joined["joined_teacher_rows"]), int(joined["joined_probe_rows"])
+    except FileNotFoundError:
+        raise PreparedFolderError(f"--prepared {config.prepared}: no {STATS_FILE}; is it a `tfrs-selreg "
+                                  "prepare` output?") from None
+    except (KeyError, TypeError, ValueError) as e:
+        raise PreparedFolderError(f"{stats_file}: no labels.joined_teacher_rows / joined_probe_rows "
+                                  f"({type(e).__name__}: {e}); re-run `tfrs-selreg prepare`.") from None
+    fix = ("score the folder (`tfrs-selreg score --prepared ...`) and join the labels with `tfrs-selreg prepare "
+           "--labels LABELS`, or train with --gate none.")
+    if teacher == 0:
+        raise PreparedFolderError(f"--gate {gate} needs teacher pairs, but {config.prepared} holds none "
+                                  f"({stats_file}: labels.joined_teacher_rows = 0): " + fix)
+    if gate == "reliability" and probe == 0:
+        raise PreparedFolderError(f"--gate reliability trains its gate on probe pairs, but {config.prepared} "
+                                  f"holds none ({stats_file}: labels.joined_probe_rows = 0): " + fix)
+
+
 def train(config: TrainConfig, *, verbose: int = 1) -> RunResult:
     """Trains ``config`` and writes its run folder; see the module docstring."""
     if not config.prepared or not config.output:
         raise ValueError("TrainConfig.prepared and TrainConfig.output are required (--prepared, --output).")
+    _check_teacher_pairs(config)
     strategy = strategy_lib.make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy needs it
     worker = strategy_lib.worker_info(strategy)
     run_dir = strategy_lib.worker_output(config.output, worker)
@@ -211,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = train(config, verbose=args.verbose)
-    except ItemEmbeddingsError as e:
+    except (ItemEmbeddingsError, PreparedFolderError) as e:
         print(f"tfrs-selreg train: {e}", file=sys.stderr)
         return 2
     best = ", ".join(f"{k}={v:.4f}" for k, v in result.best_validation.items() if v is not None)
