@@ -23,14 +23,18 @@ Stages (every statistic comes from the training split only):
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gzip
 import json
 import logging
 import os
 import sys
 import time
+import zlib
 from typing import Any, Iterable, Optional
 
 import apache_beam as beam
+from apache_beam.io.filesystem import CompressionTypes
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.io.tfrecordio import _TFRecordUtil
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
@@ -197,6 +201,38 @@ def _label_files(path: str) -> list[str]:
     return sorted(m.path for m in matches if _is_label_file(m.path))
 
 
+_BOM = b"\xef\xbb\xbf"
+
+
+class LabelFileError(ValueError):
+    """A label file that cannot be read at all (corrupt compression or framing); names the file."""
+
+
+@contextlib.contextmanager
+def _open_lines(path: str):
+    """``path`` opened for reading lines; ``.gz`` through :mod:`gzip`, which, unlike Beam's
+    ``CompressedFile``, raises on a truncated stream instead of ending early and losing its rows."""
+    with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as raw:
+        if not path.endswith(".gz"):
+            yield raw
+            return
+        with gzip.GzipFile(fileobj=raw, mode="rb") as f:
+            yield f
+
+
+def _lines(f, path: str):
+    """The lines of ``f``; a broken compressed stream is a :class:`LabelFileError` that names ``path``."""
+    while True:
+        try:
+            line = f.readline()
+        except (OSError, EOFError, zlib.error) as e:
+            raise LabelFileError(f"{path}: unreadable ({type(e).__name__}: {e}); is it a complete gzip file? "
+                                 "Re-write or remove it.") from None
+        if not line:
+            return
+        yield line
+
+
 def _is_label_file(path: str) -> bool:
     name = os.path.basename(path)
     return any(name.endswith(s) for s in (".jsonl", ".jsonl.gz", ".tfrecord", ".tfrecord.gz"))
@@ -211,8 +247,12 @@ class ParseLabels(beam.DoFn):
             yield from self._tfrecords(path)
             return
         line_no = 0
-        with FileSystems.open(path) as f:  # FileSystems decompresses .gz by extension.
-            for line_no, raw in enumerate(f, start=1):
+        with _open_lines(path) as f:
+            for line_no, raw in enumerate(_lines(f, path), start=1):
+                if line_no == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM):]
+                if not raw.strip():
+                    continue  # a blank line holds no row
                 try:
                     row = labels_lib.parse_json(raw.decode("utf-8"))
                 except (ValueError, UnicodeDecodeError, TypeError) as e:
@@ -227,8 +267,16 @@ class ParseLabels(beam.DoFn):
         import tensorflow as tf
         compression = "GZIP" if path.endswith(".gz") else ""
         n = 0
-        for n, record in enumerate(tf.data.TFRecordDataset(path, compression_type=compression)
-                                   .as_numpy_iterator(), start=1):
+        records = tf.data.TFRecordDataset(path, compression_type=compression).as_numpy_iterator()
+        while True:
+            try:
+                record = next(records)
+            except StopIteration:
+                break
+            except tf.errors.OpError as e:
+                raise LabelFileError(f"{path}: unreadable after record {n} ({type(e).__name__}: "
+                                     f"{e.message.splitlines()[0]}); re-write or remove the file.") from None
+            n += 1
             try:
                 row = labels_lib.from_example_bytes(record)
             except (ValueError, IndexError, KeyError) as e:

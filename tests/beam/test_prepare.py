@@ -350,3 +350,34 @@ def test_prepare_replaces_only_its_own_files_and_refuses_an_output_holding_its_i
         with pytest.raises(prepare.PrepareError, match="overlap: the job would overwrite its own input"):
             _run(raw, output, "--labels", str(labels_dir))
     assert (labels_dir / "part-0.jsonl").exists()
+
+
+def test_gzipped_labels_a_bom_and_blank_lines_join_like_plain_ones(tmp_path):
+    import gzip
+
+    raw = _write_csv(tmp_path / "raw")
+    rows = [{"user_id": "u1", "item_i": "i7", "item_j": "i8", "pref": 0.9},
+            {"user_id": "u2", "item_i": "i8", "item_j": "i9", "pref": 0.2}]
+    text = "\ufeff" + json.dumps(rows[0]) + "\n\n" + json.dumps(rows[1]) + "\n"
+    with gzip.open(tmp_path / "labels.jsonl.gz", "wt", encoding="utf-8") as f:
+        f.write(text)
+    stats = _run(raw, tmp_path / "out", "--labels", str(tmp_path / "labels.jsonl.gz"))
+    assert stats["labels"]["joined_teacher_rows"] == 2 and stats["labels"]["rejected"] == {}
+
+
+@pytest.mark.parametrize("name", ["labels.jsonl.gz", "labels.tfrecord", "labels.tfrecord.gz"])
+def test_a_corrupt_label_file_is_an_error_that_names_it(tmp_path, name):
+    import gzip
+
+    raw = _write_csv(tmp_path / "raw")
+    good = b"".join(json.dumps({"user_id": "u1", "item_i": "i7", "item_j": "i8", "pref": 0.9}).encode() + b"\n"
+                    for _ in range(200))
+    if name.endswith(".jsonl.gz"):
+        body = gzip.compress(good)[:-30]  # truncated stream
+    else:
+        body = b"\x07" * 40  # no TFRecord framing
+        if name.endswith(".gz"):
+            body = gzip.compress(body)
+    (tmp_path / name).write_bytes(body)
+    with pytest.raises(ValueError, match=rf"{name}: unreadable"):
+        _run(raw, tmp_path / "out", "--labels", str(tmp_path / name))
