@@ -233,6 +233,13 @@ def test_amazon_bad_encoding_rejects_one_record(amazon):
     assert [i.title for i in good] == ["ok"] and bad == [(2, "bad_encoding")]
 
 
+def test_amazon_repeated_user_key_rejects_the_earlier_records(amazon):
+    _write(amazon, "Tools.inter.json", '{"0": [0, 1], "1": [2], "0": [2]}')
+    good, bad = _split(readers.get_reader("amazon-json").read_interactions(str(amazon)))
+    assert _rows(good) == [("1", "2", 0, None, 2), ("0", "2", 0, None, 3)]
+    assert bad == [(1, "duplicate_key")]
+
+
 def test_amazon_bad_json(amazon):
     _write(amazon, "Tools.inter.json", '{"0": [1, 2],\n "1": [3,, 4]}')
     reader = readers.get_reader("amazon-json")
@@ -298,6 +305,25 @@ def test_csv_with_timestamps_and_ratings(tmp_path):
     good, bad = _split(reader.read_interactions(str(tmp_path)))
     assert _rows(good) == [("u1", "a", 1600000000, 4.5, 2), ("u1", "b", 1600000000, 3.0, 3)]
     assert bad == [(4, "unparsable_number"), (5, "missing_field")]
+
+
+def test_numbers_a_tfrecord_cannot_hold_are_rejected_with_their_line(tmp_path):
+    """int64 timestamps and float32 ratings: 2**63 would wrap, 1e39 would overflow the feature."""
+    _write(tmp_path, "interactions.csv",
+           "user_id,item_id,timestamp,rating\n"
+           f"u1,a,{2**63 - 1},4\n"
+           f"u1,b,{2**63},4\n"
+           f"u1,a,{-2**63 - 1},4\n"
+           "u1,b,1e30,4\n"
+           "u2,a,5,1e39\n"
+           "u2,b,5,-3e38\n")
+    _write(tmp_path, "items.csv", "item_id,title\na,A\nb,B\n")
+    reader = readers.get_reader("csv")
+    reader.check(str(tmp_path))
+    good, bad = _split(reader.read_interactions(str(tmp_path)))
+    assert _rows(good) == [("u1", "a", 2**63 - 1, 4.0, 2), ("u2", "b", 5, -3e38, 7)]
+    assert bad == [(3, "number_out_of_range"), (4, "number_out_of_range"), (5, "number_out_of_range"),
+                   (6, "number_out_of_range")]
 
 
 @pytest.mark.parametrize("content, message", [

@@ -61,6 +61,12 @@ REJECT_MISSING_FIELD = "missing_field"
 REJECT_BAD_ENCODING = "bad_encoding"
 REJECT_BAD_JSON = "bad_json"
 REJECT_WRONG_TYPE = "wrong_type"
+REJECT_OUT_OF_RANGE = "number_out_of_range"
+REJECT_DUPLICATE_KEY = "duplicate_key"
+
+# What a TFRecord feature can hold: timestamps are int64, ratings float32.
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_FLOAT32_MAX = 3.4028234663852886e38
 
 MAX_RAW_CHARS = 500
 MAX_TAGS = 10
@@ -259,7 +265,14 @@ def _interaction(
         return _rejected(source, line, REJECT_MISSING_FIELD, raw)
     if value is not None and not math.isfinite(value):
         return _rejected(source, line, REJECT_UNPARSABLE_NUMBER, raw)
-    return RawInteraction(user_id, item_id, seconds, value, source, line)
+    return _in_range(RawInteraction(user_id, item_id, seconds, value, source, line), raw)
+
+
+def _in_range(row: RawInteraction, raw: str) -> RawInteraction | Rejected:
+    """``row``, or its rejection when its timestamp does not fit int64 or its rating float32."""
+    if not _INT64_MIN <= row.timestamp <= _INT64_MAX or (row.rating is not None and abs(row.rating) > _FLOAT32_MAX):
+        return _rejected(row.source, row.line, REJECT_OUT_OF_RANGE, raw)
+    return row
 
 
 def _parse_failure(source: str, line: int, raw: str, user_id: str, item_id: str, rating: str | None,
@@ -275,7 +288,7 @@ def _parse_failure(source: str, line: int, raw: str, user_id: str, item_id: str,
         return _rejected(source, line, REJECT_UNPARSABLE_NUMBER, raw)
     if value is not None and not math.isfinite(value):
         return _rejected(source, line, REJECT_UNPARSABLE_NUMBER, raw)
-    return RawInteraction(user_id, item_id, seconds, value, source, line)
+    return _in_range(RawInteraction(user_id, item_id, seconds, value, source, line), raw)
 
 
 def _genres(names: list[str]) -> tuple[str, ...]:
@@ -576,22 +589,29 @@ class AmazonJsonReader(DatasetReader):
             _require_file(path, self.name, self._HINT)
             self._load(path)
 
-    def _load(self, path: str) -> dict:
-        """The file's top-level object; raises :class:`_BadJson` saying where parsing failed.
+    def _load(self, path: str) -> list[tuple[str, Any]]:
+        """The ``(key, value)`` pairs of the file's top-level object, in file order and with repeated keys;
+        raises :class:`_BadJson` saying where parsing failed.
 
         Bytes that are not utf-8 become lone surrogates, so that only the records that hold them are
         rejected (``bad_encoding``), not the whole file.
         """
         text = _read_bytes(path).decode("utf-8-sig", errors="surrogateescape")
+        objects: list[list] = []
+
+        def keep_pairs(pairs: list) -> dict:
+            objects.append(pairs)
+            return dict(pairs)
+
         try:
-            data = json.loads(text)
+            data = json.loads(text, object_pairs_hook=keep_pairs)
         except json.JSONDecodeError as e:
             line = text.split("\n")[e.lineno - 1].encode("utf-8", "replace").decode("utf-8")
             raise _BadJson(path, e.lineno, f"{e.msg} at column {e.colno}: {line!r}", self._HINT) from None
         if not isinstance(data, dict):
             raise _BadJson(path, 1, f"the top level is a {type(data).__name__}, not an object {{id: ...}}",
                            self._HINT)
-        return data
+        return objects[-1]  # the outermost object is completed last: its pairs, repeated keys included
 
     def _records(self, path: str) -> Iterator[tuple[int, str, Any, str] | Rejected]:
         """``(record number, key, value, raw text)`` per record, or one Rejected for a bad file."""
@@ -600,8 +620,12 @@ class AmazonJsonReader(DatasetReader):
         except _BadJson as e:
             yield _rejected(path, e.line, REJECT_BAD_JSON, e.detail)
             return
-        for number, (key, value) in enumerate(data.items(), start=1):
+        last = {key: number for number, (key, _) in enumerate(data, start=1)}
+        for number, (key, value) in enumerate(data, start=1):
             raw = json.dumps({key: value}, ensure_ascii=False, default=str)
+            if last[key] != number:  # json keeps a repeated key's last value; the earlier ones are not lost silently
+                yield _rejected(path, number, REJECT_DUPLICATE_KEY, raw.encode("utf-8", "replace"))
+                continue
             if not _is_utf8(raw):
                 yield _rejected(path, number, REJECT_BAD_ENCODING, raw.encode("utf-8", "replace"))
                 continue
