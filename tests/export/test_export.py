@@ -248,6 +248,19 @@ def test_export_layout_versions_and_assets(exported, capsys):
     assert sorted(os.listdir(os.path.join(base, "two_tower_none"))) == ["1", "2"]
 
 
+def test_model_names_stay_inside_base_and_a_failed_first_export_leaves_nothing(exported, tmp_path, capsys):
+    _, _, models = exported
+    with open(os.path.join(models["two_tower_none"][1], "assets.extra", "export.json")) as f:
+        run_dir = json.load(f)["run"]
+    base = tmp_path / "base"
+    for name in ("../../x", "", "a/b", "..", ".", "-flag", "two tower"):
+        assert exporter.main(["--run", run_dir, f"--model-name={name}", "--base", str(base)]) == 2
+        assert "--model-name" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not base.exists()
+    assert exporter.main(["--run", run_dir, "--model-name", "fresh", "--base", str(base), "--k", "100000"]) == 2
+    assert not (base / "fresh").exists()  # no empty model folder for TF Serving to watch
+
+
 def test_models_config_example_is_a_model_server_config():
     config = text_format.Parse(MODELS_CONFIG.read_text(encoding="utf-8"), model_server_config_pb2.ModelServerConfig())
     names = [c.name for c in config.model_config_list.config]

@@ -31,6 +31,7 @@ import argparse
 import dataclasses
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -46,6 +47,7 @@ from tfrs_selreg.models.base import RecommenderModel
 from tfrs_selreg.training import run as run_lib
 
 EXPORT_INFO = "export.json"
+MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 # Attempts to claim a version number when concurrent exports race for the same one.
 _CLAIM_ATTEMPTS = 10
 
@@ -122,8 +124,17 @@ def publish(staging_dir: str, model_dir: str) -> str:
                        "(other exports kept taking the next number); run the export again.")
 
 
+def check_model_name(name: str) -> str:
+    """``name`` if it is one folder name TF Serving accepts as a model name (letters, digits, ``._-``)."""
+    if not MODEL_NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(f"--model-name {name!r}: use one folder name of letters, digits, '.', '_' or '-' "
+                         "(it becomes BASE/NAME and the model's name in TF Serving requests).")
+    return name
+
+
 def export(config: ExportConfig) -> str:
     """Exports ``config.run`` as ``config.base/config.model_name/VERSION``; returns that folder."""
+    check_model_name(config.model_name)
     train_config, model = run_lib.load_run(config.run, config.prepared)
     data = PreparedData(config.prepared or train_config.prepared)
     info = {"run": os.path.abspath(config.run), "gate": train_config.regularizer.gate,
@@ -135,6 +146,7 @@ def export(config: ExportConfig) -> str:
         info[fused.FUSION_KEY] = {"betas": list(index.betas), "weights": os.path.abspath(config.fusion),
                                   "teacher_dim": index.teacher_dim}
     model_dir = os.path.join(config.base, config.model_name)
+    created = not tf.io.gfile.exists(model_dir)
     tf.io.gfile.makedirs(model_dir)
     staging = os.path.join(model_dir, f".tmp-export-{os.getpid()}")
     if tf.io.gfile.exists(staging):
@@ -146,6 +158,8 @@ def export(config: ExportConfig) -> str:
     except BaseException:
         if tf.io.gfile.exists(staging):
             tf.io.gfile.rmtree(staging)
+        if created and not tf.io.gfile.listdir(model_dir):
+            tf.io.gfile.rmtree(model_dir)  # a failed first export leaves no empty model folder behind
         raise
 
 
