@@ -75,7 +75,8 @@ def quick_run(prepared: str, output: str, backbone: str, gate: str, steps: int =
     """A run folder trained for ``steps`` steps of one epoch (paper defaults otherwise)."""
     train(config_lib.resolve(overrides={
         "prepared": prepared, "output": output, "epochs": 1, "steps_per_epoch": steps,
-        "model.backbone": backbone, "regularizer.gate": gate, "validation_max_users": 20}), verbose=0)
+        "model.backbone": backbone, "regularizer.gate": gate, "validation_max_users": 20}), verbose=0,
+        overwrite=True)
     return output
 
 

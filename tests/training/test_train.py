@@ -93,3 +93,23 @@ def test_a_gate_without_teacher_pairs_is_refused_before_anything_is_written(tmp_
                  "--runner", "DirectRunner"])
     assert main(["--prepared", joined, "--output", str(out), "--gate", "reliability"]) == 2
     assert "trains its gate on probe pairs" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_finished_run_is_replaced_only_with_overwrite_and_a_resume_needs_the_same_config(prepared, tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = ["--prepared", prepared, "--output", str(out), "--epochs", "1", "--batch-size", "32",
+            "--embedding-dim", "8", "--gate", "none", "--validation-max-users", "10", "--verbose", "0"]
+    assert main(argv) == 0
+    (out / "metrics.json").write_text("{}")  # an evaluation of this run
+    (out / "notes.txt").write_text("mine")
+    before = (out / run_lib.CONFIG_FILE).read_text()
+    assert main([*argv, "--gate", "global"]) == 2
+    assert "holds a finished run" in capsys.readouterr().err
+    assert (out / run_lib.CONFIG_FILE).read_text() == before  # refused before anything was written
+    assert main([*argv, "--gate", "global", "--overwrite"]) == 0
+    assert config_lib.load(str(out / run_lib.CONFIG_FILE)).regularizer.gate == "global"
+    assert not (out / "metrics.json").exists() and (out / "notes.txt").read_text() == "mine"
+    # A killed run (no run.json yet) of another configuration is not resumed with this one.
+    os.remove(out / run_lib.RUN_FILE)
+    assert main(argv) == 2
+    assert "a killed run of another configuration" in capsys.readouterr().err

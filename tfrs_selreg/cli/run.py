@@ -137,7 +137,6 @@ class Workflow:
         from beam_pipelines import prepare, score
         from tfrs_selreg.evaluation import evaluate
         from tfrs_selreg.export import exporter
-        from tfrs_selreg.training import train
 
         c = self.config
         root = c.root
@@ -167,7 +166,8 @@ class Workflow:
                     f"train {gate} seed {seed}", "train",
                     ["--prepared", joined, "--backbone", c.backbone, "--gate", gate, "--seed", str(seed),
                      "--output", run_dir] + _flags(c.train_args),
-                    os.path.join(run_dir, "run.json"), train.main, after=[join], adopt=stages.train_outputs_match)
+                    os.path.join(run_dir, "run.json"), stages.train_main, after=[join],
+                    adopt=stages.train_outputs_match)
                 self._stage(fit)
                 self._stage(Stage(f"evaluate {gate} seed {seed}", "evaluate", ["--run", run_dir, "--split", "test"],
                                   os.path.join(run_dir, "metrics.json"), evaluate.main, after=[fit],

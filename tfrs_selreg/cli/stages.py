@@ -232,6 +232,14 @@ def score_outputs_match(argv: list[str], done_file: str) -> bool:
     return _same_json(manifest.get("config"), config.to_json())
 
 
+def train_main(argv: list[str]) -> int:
+    """``tfrs-selreg train`` as a stage: a redone stage replaces the run its folder holds (``--overwrite``,
+    not part of the recorded argv; a killed run of the same argv is still resumed)."""
+    from tfrs_selreg.training import train
+
+    return train.main([*argv, "--overwrite"])
+
+
 def train_outputs_match(argv: list[str], done_file: str) -> bool:
     """``config.json`` of a run folder is the resolved TrainConfig; compare it with the one ``argv`` gives."""
     from tfrs_selreg.training import config as config_lib

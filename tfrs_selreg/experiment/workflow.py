@@ -104,7 +104,7 @@ class Experiment:
                                 ["--prepared", self.prepared_dir(teacher), "--backbone", backbone,
                                  "--gate", method.gate, "--seed", str(seed), "--output", run_dir]
                                 + _flags(c.train_args_for(backbone, method)),
-                                os.path.join(run_dir, "run.json"), _main_of("train"), after=[joins[teacher]],
+                                os.path.join(run_dir, "run.json"), stages.train_main, after=[joins[teacher]],
                                 adopt=stages.train_outputs_match)
                     evaluate = Stage(f"evaluate {title}", "evaluate", ["--run", run_dir, "--split", c.split],
                                      os.path.join(run_dir, results.metrics_file(c.split)), _main_of("evaluate"),

@@ -26,6 +26,21 @@ WEIGHTS = os.path.join(MODEL_DIR, "weights")
 LOGS_DIR = "logs"
 CHECKPOINTS_DIR = "checkpoints"
 BACKUP_DIR = "backup"
+# Everything the layout above names: what replacing a run removes (nothing else in the folder is touched).
+RUN_OUTPUTS = (CONFIG_FILE, HISTORY_FILE, RUN_FILE, MODEL_DIR, LOGS_DIR, CHECKPOINTS_DIR, BACKUP_DIR,
+               "metrics.json", "metrics-*.json", "per_user-*.npz")
+
+
+def clear(run_dir: str) -> None:
+    """Removes the files of the layout above from ``run_dir`` (a run being replaced)."""
+    import tensorflow as tf
+
+    for pattern in RUN_OUTPUTS:
+        for path in tf.io.gfile.glob(os.path.join(run_dir, pattern)):
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
 
 
 def checkpoint_path(run_dir: str, epoch: int) -> str:

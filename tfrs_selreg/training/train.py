@@ -71,8 +71,8 @@ class RunResult:
     examples_per_second: float
 
 
-class PreparedFolderError(ValueError):
-    """The prepared folder cannot train this configuration; the message says what to run."""
+class TrainFolderError(ValueError):
+    """The --prepared or --output folder cannot be used for this configuration; the message says what to do."""
 
 
 def _check_teacher_pairs(config: TrainConfig) -> None:
@@ -85,29 +85,54 @@ def _check_teacher_pairs(config: TrainConfig) -> None:
         joined = PreparedData(config.prepared).stats()["labels"]
         teacher, probe = int(joined["joined_teacher_rows"]), int(joined["joined_probe_rows"])
     except FileNotFoundError:
-        raise PreparedFolderError(f"--prepared {config.prepared}: no {STATS_FILE}; is it a `tfrs-selreg "
+        raise TrainFolderError(f"--prepared {config.prepared}: no {STATS_FILE}; is it a `tfrs-selreg "
                                   "prepare` output?") from None
     except (KeyError, TypeError, ValueError) as e:
-        raise PreparedFolderError(f"{stats_file}: no labels.joined_teacher_rows / joined_probe_rows "
+        raise TrainFolderError(f"{stats_file}: no labels.joined_teacher_rows / joined_probe_rows "
                                   f"({type(e).__name__}: {e}); re-run `tfrs-selreg prepare`.") from None
     fix = ("score the folder (`tfrs-selreg score --prepared ...`) and join the labels with `tfrs-selreg prepare "
            "--labels LABELS`, or train with --gate none.")
     if teacher == 0:
-        raise PreparedFolderError(f"--gate {gate} needs teacher pairs, but {config.prepared} holds none "
+        raise TrainFolderError(f"--gate {gate} needs teacher pairs, but {config.prepared} holds none "
                                   f"({stats_file}: labels.joined_teacher_rows = 0): " + fix)
     if gate == "reliability" and probe == 0:
-        raise PreparedFolderError(f"--gate reliability trains its gate on probe pairs, but {config.prepared} "
+        raise TrainFolderError(f"--gate reliability trains its gate on probe pairs, but {config.prepared} "
                                   f"holds none ({stats_file}: labels.joined_probe_rows = 0): " + fix)
 
 
-def train(config: TrainConfig, *, verbose: int = 1) -> RunResult:
-    """Trains ``config`` and writes its run folder; see the module docstring."""
+def _claim_output(config: TrainConfig, run_dir: str, overwrite: bool) -> None:
+    """Resume a killed run of the same config; replace a finished (or other) run only with ``overwrite``."""
+    saved = os.path.join(run_dir, run_lib.CONFIG_FILE)
+    if not tf.io.gfile.exists(saved):
+        return
+    try:
+        same = config_lib.load(saved).to_json() == config.to_json()
+    except (ValueError, TypeError, OSError):
+        same = False  # an unreadable config.json is not a run this config can resume
+    finished = tf.io.gfile.exists(os.path.join(run_dir, run_lib.RUN_FILE))
+    if same and not finished:
+        return  # BackupAndRestore resumes it
+    if not overwrite:
+        what = "a finished run" if finished else "a killed run of another configuration"
+        raise TrainFolderError(f"--output {config.output} holds {what} ({saved}); pass --overwrite to replace "
+                                  "it, or choose another --output" + ("." if finished else
+                                                                      " (or the same flags to resume it)."))
+    run_lib.clear(run_dir)
+
+
+def train(config: TrainConfig, *, verbose: int = 1, overwrite: bool = False) -> RunResult:
+    """Trains ``config`` and writes its run folder; see the module docstring.
+
+    A folder holding a killed run of the same config is resumed; one holding a finished run, or a run of
+    another config, is refused unless ``overwrite``, which first removes that run's files.
+    """
     if not config.prepared or not config.output:
         raise ValueError("TrainConfig.prepared and TrainConfig.output are required (--prepared, --output).")
     _check_teacher_pairs(config)
     strategy = strategy_lib.make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy needs it
     worker = strategy_lib.worker_info(strategy)
     run_dir = strategy_lib.worker_output(config.output, worker)
+    _claim_output(config, run_dir, overwrite)
     tf.io.gfile.makedirs(run_dir)
     tf.keras.utils.set_random_seed(config.seed)
     config_lib.save(config, os.path.join(run_dir, run_lib.CONFIG_FILE))
@@ -206,6 +231,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any field by its dotted path, e.g. --set model.dcn.num_negatives=8 (YAML value)")
     p.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras fit verbosity")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --output when it is finished or has another configuration "
+                        "(a killed run of the same configuration is resumed without it)")
     return p
 
 
@@ -240,8 +268,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tfrs-selreg train: {e}", file=sys.stderr)
         return 2
     try:
-        result = train(config, verbose=args.verbose)
-    except (ItemEmbeddingsError, PreparedFolderError) as e:
+        result = train(config, verbose=args.verbose, overwrite=args.overwrite)
+    except (ItemEmbeddingsError, TrainFolderError) as e:
         print(f"tfrs-selreg train: {e}", file=sys.stderr)
         return 2
     best = ", ".join(f"{k}={v:.4f}" for k, v in result.best_validation.items() if v is not None)
