@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -115,3 +116,20 @@ def test_empty_segments_print_dashes_and_exit_zero(tmp_path, capsys):
     with open(os.path.join(run, "metrics.json")) as f:
         result = json.load(f)
     assert result["cold_start"]["users"] == 0 and result["diagnostics"]["gate"]["cold_start"]["mean_weight"] is None
+
+
+def test_another_preparation_is_refused_by_evaluate_and_export(run_dir, tmp_path, capsys):
+    """Same sizes, another vocabulary order: accepting it would silently scramble the item mapping."""
+    from tfrs_selreg.export import exporter
+
+    other = make_prepared(str(tmp_path / "other"), n_users=40, n_items=60, seed=7)
+    assert PreparedData(other).fingerprint() != PreparedData(config_lib.load(
+        os.path.join(run_dir, run_lib.CONFIG_FILE)).prepared).fingerprint()
+    assert evaluate.main(["--run", run_dir, "--prepared", other, "--no-diagnostics"]) == 2
+    assert "is not the preparation run" in capsys.readouterr().err
+    assert exporter.main(["--run", run_dir, "--prepared", other, "--model-name", "m",
+                          "--base", str(tmp_path / "sm")]) == 2
+    assert "is not the preparation run" in capsys.readouterr().err
+    # A copy of the same preparation (a moved folder) is the same preparation.
+    copy = shutil.copytree(config_lib.load(os.path.join(run_dir, run_lib.CONFIG_FILE)).prepared, tmp_path / "copy")
+    run_lib.check_prepared(run_dir, PreparedData(str(copy)))

@@ -26,8 +26,11 @@ Teachers, the evaluator and the exporter read the side files through :class:`Pre
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
+
+from tfrs_selreg.data.schema import SCHEMA_FILE
 
 USERS_VOCAB = os.path.join("vocab", "users.txt")
 ITEMS_VOCAB = os.path.join("vocab", "items.txt")
@@ -113,6 +116,20 @@ class PreparedData:
                 d[k] = tuple(d[k])
             out.append(User(**d))
         return out
+
+    def fingerprint(self) -> str:
+        """SHA-256 over the files that fix what an index means: both vocabularies and ``schema.json``.
+
+        A run trained on this folder can be evaluated or exported only with a folder of the same
+        fingerprint: another preparation (other vocabulary order) would scramble the item mapping.
+        """
+        digest = hashlib.sha256()
+        for name in (ITEMS_VOCAB, USERS_VOCAB, SCHEMA_FILE):
+            digest.update(name.encode("utf-8") + b"\0")
+            with open(os.path.join(self.directory, name), "rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+        return digest.hexdigest()
 
     def stats(self) -> dict:
         with open(os.path.join(self.directory, STATS_FILE), encoding="utf-8") as f:

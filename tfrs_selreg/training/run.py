@@ -8,11 +8,13 @@
       logs/                  TensorBoard
       checkpoints/epoch-NNN.*  weights after each epoch
       backup/                BackupAndRestore state while training runs (deleted when it ends)
+      prepared.json          the prepared folder trained on and its fingerprint (PreparedData.fingerprint)
       metrics*.json, per_user-*.npz   written by `tfrs-selreg evaluate`
 """
 
 from __future__ import annotations
 
+import json
 import os
 
 from tfrs_selreg.data.prepared import PreparedData
@@ -26,8 +28,9 @@ WEIGHTS = os.path.join(MODEL_DIR, "weights")
 LOGS_DIR = "logs"
 CHECKPOINTS_DIR = "checkpoints"
 BACKUP_DIR = "backup"
+PREPARED_FILE = "prepared.json"
 # Everything the layout above names: what replacing a run removes (nothing else in the folder is touched).
-RUN_OUTPUTS = (CONFIG_FILE, HISTORY_FILE, RUN_FILE, MODEL_DIR, LOGS_DIR, CHECKPOINTS_DIR, BACKUP_DIR,
+RUN_OUTPUTS = (CONFIG_FILE, HISTORY_FILE, RUN_FILE, MODEL_DIR, LOGS_DIR, CHECKPOINTS_DIR, BACKUP_DIR, PREPARED_FILE,
                "metrics.json", "metrics-*.json", "per_user-*.npz")
 
 
@@ -46,6 +49,33 @@ def clear(run_dir: str) -> None:
 def checkpoint_path(run_dir: str, epoch: int) -> str:
     """Weights after 1-based ``epoch`` (Keras' ``{epoch}`` in ``ModelCheckpoint`` paths is 1-based)."""
     return os.path.join(run_dir, CHECKPOINTS_DIR, f"epoch-{epoch:03d}")
+
+
+class PreparedMismatchError(ValueError):
+    """The prepared folder is not the one a run was trained on."""
+
+
+def record_prepared(run_dir: str, data: PreparedData) -> None:
+    """Writes ``prepared.json``: which prepared folder the run trains on, and its fingerprint."""
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(os.path.join(run_dir, PREPARED_FILE), "w") as f:
+        f.write(json.dumps({"prepared": data.directory, "fingerprint": data.fingerprint()}, indent=2) + "\n")
+
+
+def check_prepared(run_dir: str, data: PreparedData) -> None:
+    """Raises when ``data`` is not the preparation the run was trained on (a run without the record passes)."""
+    import tensorflow as tf
+
+    path = os.path.join(run_dir, PREPARED_FILE)
+    if not tf.io.gfile.exists(path):
+        return
+    with tf.io.gfile.GFile(path) as f:
+        recorded = json.load(f)
+    if recorded.get("fingerprint") != data.fingerprint():
+        raise PreparedMismatchError(f"--prepared {data.directory} is not the preparation run {run_dir} was trained on "
+                         f"({recorded.get('prepared')}): its vocabularies or schema differ ({path}), so every "
+                         "item index would mean another item. Pass the folder the run was trained on.")
 
 
 def load_run(run_dir: str, prepared_dir: str | None = None):
@@ -67,6 +97,7 @@ def load_run(run_dir: str, prepared_dir: str | None = None):
         raise FileNotFoundError(f"{weights}.index not found: the run in {run_dir!r} did not finish "
                                 "(re-run `tfrs-selreg train` with the same --output to resume it).")
     data = PreparedData(prepared_dir or config.prepared)
+    check_prepared(run_dir, data)
     model = build_model(config.model, data, config.regularizer)
     # Every variable of the model must come back; optimizer slots in the file are not needed.
     model.load_weights(weights).assert_existing_objects_matched().expect_partial()

@@ -138,6 +138,7 @@ def train(config: TrainConfig, *, verbose: int = 1, overwrite: bool = False) -> 
     config_lib.save(config, os.path.join(run_dir, run_lib.CONFIG_FILE))
 
     data = PreparedData(config.prepared)
+    run_lib.record_prepared(run_dir, data)
     spec = schema.Schema.load(config.prepared)
     train_examples = sum(len(user.train_items) for user in data.users())
     steps = config.steps_per_epoch or max(1, math.ceil(train_examples / config.batch_size))
