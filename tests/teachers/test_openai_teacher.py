@@ -250,6 +250,53 @@ def test_api_key_never_leaks(caplog):
         assert FAKE_KEY not in text
 
 
+def test_a_malformed_pairwise_answer_fails_its_prompt_only_and_never_logs_the_key(caplog):
+    """5 % of the answers carry a log-probability that is not a number (here: the echoed key)."""
+    batch = [dataclasses.replace(REQUEST, user_id=f"u{k}") for k in range(40)]
+    bad_users = {"u3", "u17"}
+
+    def answer(n, payload, headers):
+        prompt = payload["messages"][-1]["content"]
+        logprob = FAKE_KEY if any(f"[{u}]" in prompt for u in bad_users) else -0.1
+        body = json.loads(completion("A", logprobs=[("A", -0.1), ("B", -2.0)]).body)
+        body["choices"][0]["logprobs"]["content"][0]["top_logprobs"][0]["logprob"] = logprob
+        return fault_server.Reply(body=json.dumps(body))
+
+    caplog.set_level(logging.DEBUG)
+    with FaultServer(answer) as server:
+        teacher = make_teacher(server, mode="pairwise", concurrency=4)
+        teacher._pairwise_payload = _tagging(teacher._pairwise_payload)  # the prompt names its user
+        results = teacher.score_batch(batch)
+    failed = {r.rows[0].user_id if r.rows else b.user_id for r, b in zip(results, batch) if r.failure}
+    assert failed == bad_users
+    assert all(r.failure == openai_teacher.FAIL_INVALID_RESPONSE for r in results if r.failure)
+    assert all(len(r.rows) == 2 for r in results if not r.failure)
+    assert sum(r.model_calls for r in results) == len(server.received) == 40 * 4
+    for text in (caplog.text, repr(results)):
+        assert FAKE_KEY not in text
+
+
+def _tagging(payload_fn):
+    def payload(request, item_a, item_b):
+        out = payload_fn(request, item_a, item_b)
+        out["messages"][-1]["content"] += f"\n[{request.user_id}]"
+        return out
+    return payload
+
+
+def test_an_unexpected_exception_leaves_score_batch_without_the_key(monkeypatch):
+    with FaultServer([completion(ranking(SCORES))]) as server:
+        teacher = make_teacher(server)
+
+        def boom(*args):
+            raise KeyError(f"server said {FAKE_KEY}")
+        monkeypatch.setattr(teacher, "_listwise_result", boom)
+        with pytest.raises(RuntimeError) as raised:
+            teacher.score_batch([REQUEST])
+    assert FAKE_KEY not in str(raised.value) and raised.value.__cause__ is None
+    assert openai_teacher.REDACTED in str(raised.value)
+
+
 def test_missing_key_policy(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     with pytest.raises(ValueError, match="OPENAI_API_KEY is not set"):

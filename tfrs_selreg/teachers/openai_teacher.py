@@ -40,6 +40,7 @@ import email.utils
 import ipaddress
 import json
 import logging
+import math
 import os
 import random
 import threading
@@ -52,6 +53,24 @@ import requests
 from tfrs_selreg.teachers import base, prompts
 
 logger = logging.getLogger(__name__)
+
+
+class _RedactKeys(logging.Filter):
+    """Replaces the API keys of live teachers in every record of this module's logger, arguments included."""
+
+    keys: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.keys:
+            message = record.getMessage()
+            for key in self.keys:
+                message = message.replace(key, REDACTED)
+            record.msg, record.args = message, ()
+        return True
+
+
+_REDACT = _RedactKeys()
+logger.addFilter(_REDACT)
 
 FAIL_HTTP_429 = "http_429"
 FAIL_HTTP_5XX = "http_5xx"
@@ -223,7 +242,17 @@ class OpenAITeacher(base.Teacher):
         self._rng = random.Random()
 
     def score_batch(self, requests: Sequence[base.ScoringRequest]) -> list[base.ScoringResult]:
-        """Sends every call of the batch, ``concurrency`` at a time; one result per request, in order."""
+        """Sends every call of the batch, ``concurrency`` at a time; one result per request, in order.
+
+        A failure is per request (``ScoringResult.failure``); an unexpected exception leaves with the key
+        redacted from its text and without the original exception chained to it.
+        """
+        try:
+            return self._score_batch(requests)
+        except Exception as e:
+            raise RuntimeError(self._redact(f"openai teacher: {type(e).__name__}: {e}")) from None
+
+    def _score_batch(self, requests: Sequence[base.ScoringRequest]) -> list[base.ScoringResult]:
         self.setup()
         if self.config.mode == prompts.MODE_LISTWISE:
             futures = [self._executor.submit(self._complete, self._listwise_payload(r), r.user_id)
@@ -290,7 +319,11 @@ class OpenAITeacher(base.Teacher):
             for reply in (order1, order2):
                 if reply.failure:
                     return self._failed(result, reply.failure, reply.raw)
-            (p1, letter1), (p2, letter2) = _pairwise_answer(order1.choice), _pairwise_answer(order2.choice)
+            try:
+                (p1, letter1), (p2, letter2) = _pairwise_answer(order1.choice), _pairwise_answer(order2.choice)
+            except (_BadAnswer, AttributeError, TypeError, IndexError) as e:  # one bad answer fails its prompt only
+                return self._failed(result, FAIL_INVALID_RESPONSE, order1.raw or order2.raw,
+                                    detail=f"{type(e).__name__}: {e}")
             answers.append({"item_i": pair.item_i, "item_j": pair.item_j, "answers": [letter1, letter2],
                             "p_a": [p1, p2]})
             if p1 is not None and p2 is not None:
@@ -324,7 +357,10 @@ class OpenAITeacher(base.Teacher):
     # -- HTTP ------------------------------------------------------------------------------------
 
     def _api_key(self) -> str:
-        return os.environ.get(self.config.api_key_env, "") if self.config.api_key_env else ""
+        key = os.environ.get(self.config.api_key_env, "") if self.config.api_key_env else ""
+        if key:
+            _REDACT.keys.add(key)
+        return key
 
     def _redact(self, text: str | None) -> str | None:
         key = self._api_key()
@@ -381,6 +417,8 @@ def _answered(reply: _Reply, response: requests.Response) -> _Reply:
     try:
         body = response.json()
         reply.choice = body["choices"][0]
+        if not isinstance(reply.choice, dict):
+            raise TypeError("choices[0] is not an object")
         usage = body.get("usage") or {}
         reply.tokens_in = int(usage.get("prompt_tokens") or 0)
         reply.tokens_out = int(usage.get("completion_tokens") or 0)
@@ -389,6 +427,17 @@ def _answered(reply: _Reply, response: requests.Response) -> _Reply:
         return reply
     reply.failure = None
     return reply
+
+
+class _BadAnswer(ValueError):
+    """An HTTP 200 answer whose content breaks the reply contract (the message holds no reply text)."""
+
+
+def _logprob(value) -> float | None:
+    """``value`` as a log-probability, or ``None`` when it is not a finite number <= 0."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value > 0:
+        return None
+    return float(value)
 
 
 def _content(choice: dict) -> str:
@@ -401,10 +450,13 @@ def _pairwise_answer(choice: dict) -> tuple[float | None, str | None]:
     tokens = ((choice.get("logprobs") or {}).get("content") or [])
     if not tokens:
         return None, letter
-    first = tokens[0]
-    top = [(t.get("token", ""), float(t["logprob"])) for t in first.get("top_logprobs") or []]
+    first = tokens[0] if isinstance(tokens, list) and isinstance(tokens[0], dict) else {}
+    top = [(str(t.get("token", "")), _logprob(t.get("logprob"))) for t in first.get("top_logprobs") or []
+           if isinstance(t, dict)]
     if "logprob" in first and first.get("token", "") not in {token for token, _ in top}:
-        top.append((first.get("token", ""), float(first["logprob"])))
+        top.append((str(first.get("token", "")), _logprob(first["logprob"])))
+    if any(value is None for _, value in top):
+        raise _BadAnswer("a log-probability is not a finite number <= 0")
     p = prompts.p_first(top)
     if letter is None and p is not None:
         letter = prompts.LETTER_A if p >= 0.5 else prompts.LETTER_B
