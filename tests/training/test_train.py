@@ -113,3 +113,12 @@ def test_a_finished_run_is_replaced_only_with_overwrite_and_a_resume_needs_the_s
     os.remove(out / run_lib.RUN_FILE)
     assert main(argv) == 2
     assert "a killed run of another configuration" in capsys.readouterr().err
+
+
+def test_a_batch_larger_than_the_training_split_is_refused(prepared, tmp_path, capsys):
+    examples = sum(len(u.train_items) for u in PreparedData(prepared).users())
+    out = tmp_path / "run"
+    assert main(["--prepared", prepared, "--output", str(out), "--gate", "none", "--batch-size", str(examples + 1),
+                 "--set", "in_memory_max_mb=0"]) == 2
+    assert f"--batch-size {examples + 1} is larger than the {examples:,} training examples" in capsys.readouterr().err
+    assert not out.exists()

@@ -129,6 +129,12 @@ def train(config: TrainConfig, *, verbose: int = 1, overwrite: bool = False) -> 
     if not config.prepared or not config.output:
         raise ValueError("TrainConfig.prepared and TrainConfig.output are required (--prepared, --output).")
     _check_teacher_pairs(config)
+    data = PreparedData(config.prepared)  # plain files: no TensorFlow op before the strategy below
+    train_examples = sum(len(user.train_items) for user in data.users())
+    if config.batch_size > train_examples:
+        # Streaming would repeat the split into one batch larger than the data and run out of memory.
+        raise TrainFolderError(f"--batch-size {config.batch_size} is larger than the {train_examples:,} training "
+                               f"examples of {config.prepared}; pass --batch-size {train_examples} or less.")
     strategy = strategy_lib.make_strategy(config.strategy)  # first: MultiWorkerMirroredStrategy needs it
     worker = strategy_lib.worker_info(strategy)
     run_dir = strategy_lib.worker_output(config.output, worker)
@@ -136,11 +142,8 @@ def train(config: TrainConfig, *, verbose: int = 1, overwrite: bool = False) -> 
     tf.io.gfile.makedirs(run_dir)
     tf.keras.utils.set_random_seed(config.seed)
     config_lib.save(config, os.path.join(run_dir, run_lib.CONFIG_FILE))
-
-    data = PreparedData(config.prepared)
     run_lib.record_prepared(run_dir, data)
     spec = schema.Schema.load(config.prepared)
-    train_examples = sum(len(user.train_items) for user in data.users())
     steps = config.steps_per_epoch or max(1, math.ceil(train_examples / config.batch_size))
     with strategy.scope():
         model = build_model(config.model, data, config.regularizer)
