@@ -280,3 +280,55 @@ def test_export_never_imports_the_teachers():
             "print([m for m in sys.modules if m.startswith(('tfrs_selreg.teachers', 'beam_pipelines'))])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "[]"
+
+
+SERVE_MANY = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+args = json.load(open(sys.argv[1]))
+model = tf.saved_model.load(args["model"])
+users, history = tf.constant(args["user_id"]), tf.constant(args["history"])
+items = tf.constant([args["items"]] * len(args["user_id"]))
+scores = model.signatures["score_items"](user_id=users, history=history, item_ids=items)["scores"]
+top = model.signatures["serving_default"](user_id=users, history=history)
+np.savez(args["out"], scores=scores.numpy(), top_scores=top["scores"].numpy(),
+         top_ids=top["item_ids"].numpy().astype(str))
+"""
+
+
+def _serve_many(tmp_path, model_dir, user_ids, history, items):
+    request = {"model": model_dir, "user_id": user_ids, "history": history, "items": items,
+               "out": str(tmp_path / "served.npz")}
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    subprocess.run([sys.executable, "-c", SERVE_MANY, str(tmp_path / "request.json")], check=True, env=env,
+                   timeout=300)
+    return np.load(tmp_path / "served.npz")
+
+
+def test_dcn_scores_large_batches_in_chunks_exactly(exported, tmp_path):
+    """150 users are 3 chunks of USER_CHUNK (the last one padded): same scores as the in-process model."""
+    prepared, _, models = exported
+    model, path, _ = models["dcn_reliability"]
+    users = PreparedData(prepared).users()
+    rows = [users[r % len(users)] for r in range(150)]
+    user_ids = [u.user_id for u in rows]
+    history = [list(u.train_items[-3:]) + [""] * (3 - len(u.train_items[-3:])) for u in rows]
+    items = list(model.catalog.item_ids)
+    served = _serve_many(tmp_path, path, user_ids, history, items)
+    expected = model.score(_batch(user_ids, history), tf.constant([items] * len(rows))).numpy()
+    np.testing.assert_allclose(served["scores"], expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(served["top_scores"], -np.sort(-model.score_all(_batch(user_ids, history))
+                                                              .numpy()[:, 1:], axis=1)[:, :K], rtol=1e-5, atol=1e-5)
+
+
+def test_a_history_that_excludes_almost_everything_leaves_empty_slots_not_excluded_items(exported, tmp_path):
+    _, _, models = exported
+    model, path, _ = models["two_tower_none"]
+    items = list(model.catalog.item_ids)
+    history = items[:-3]  # longer than L: all but 3 catalog items are excluded, k = 10
+    served = _serve_many(tmp_path, path, ["new-user"], [history], items)
+    ids = served["top_ids"][0].tolist()
+    assert set(ids[:3]) == set(items[-3:]) and ids[3:] == [""] * (K - 3)
+    assert (served["top_scores"][0][3:] == sig.MASKED_SCORE).all()

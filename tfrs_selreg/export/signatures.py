@@ -43,6 +43,8 @@ SIGNATURES = (SERVING_DEFAULT, SCORE_ITEMS, SERVING_TF_EXAMPLE)
 ITEM_IDS = "item_ids"
 SCORES = "scores"
 EXAMPLES = "examples"
+# Users scored at once by a scoring network (DCN): bounds serving memory whatever the batch.
+USER_CHUNK = 64
 
 # The lowest finite float32: ranks last under any sort and, unlike -inf, is valid JSON in REST replies.
 MASKED_SCORE = float(np.finfo(np.float32).min)
@@ -71,6 +73,25 @@ def exclude_items(scores: tf.Tensor, item_index: tf.Tensor) -> tf.Tensor:
     positions = tf.stack([slots[:, 0], tf.cast(columns, tf.int64)], axis=1)
     return tf.tensor_scatter_nd_update(scores, positions,
                                        tf.fill(tf.shape(columns), tf.constant(MASKED_SCORE, scores.dtype)))
+
+
+def by_user_chunks(fn, features: Mapping[str, tf.Tensor], chunk: int | None = None) -> tf.Tensor:
+    """``fn(features)`` ``[B, n]`` computed :data:`USER_CHUNK` users at a time, one chunk after the other.
+
+    A scoring network (DCN) evaluates every (user, item) pair of a batch, so its memory grows with the
+    batch; in chunks it is bounded by the chunk whatever the request's batch size. Every feature is
+    padded with ``""`` to a multiple of the chunk; the padding rows are dropped from the result.
+    """
+    chunk = chunk or USER_CHUNK
+    batch = tf.shape(features[schema.USER_ID])[0]
+    pad = (chunk - batch % chunk) % chunk
+    chunks = {}
+    for name, value in features.items():
+        padded = tf.pad(value, [[0, pad]] + [[0, 0]] * (value.shape.rank - 1), constant_values="")
+        chunks[name] = tf.reshape(padded, tf.concat([[-1, chunk], tf.shape(value)[1:]], axis=0))
+    scores = tf.map_fn(fn, chunks, fn_output_signature=tf.TensorSpec([chunk, None], tf.float32),
+                       parallel_iterations=1)
+    return tf.reshape(scores, [-1, tf.shape(scores)[2]])[:batch]
 
 
 class ServingModule(tf.Module):
@@ -128,7 +149,7 @@ class ServingModule(tf.Module):
         if self.fused is not None:
             return tf.linalg.matmul(self._fused_query(features), self.fused.candidates, transpose_b=True)
         if self.candidates is None:
-            return model.score_all(features)
+            return by_user_chunks(model.score_all, features)
         return tf.linalg.matmul(model.user_embedding(features), self.candidates, transpose_b=True)
 
     def _top_k(self, features: Mapping[str, tf.Tensor]) -> dict[str, tf.Tensor]:
@@ -136,13 +157,18 @@ class ServingModule(tf.Module):
         if self.exclude_history:
             scores = exclude_items(scores, self._model.value.item_index(features[schema.HISTORY]))
         values, index = tf.math.top_k(scores[:, 1:], k=self.k)
-        return {ITEM_IDS: tf.gather(self.item_ids, index), SCORES: values}
+        # A history that excludes more than ``num_items - k`` items leaves slots no item may fill: they
+        # come back empty ("" with MASKED_SCORE) rather than as an excluded item.
+        ids = tf.where(tf.equal(values, MASKED_SCORE), tf.constant(""), tf.gather(self.item_ids, index))
+        return {ITEM_IDS: ids, SCORES: values}
 
     def _score_items(self, features: Mapping[str, tf.Tensor], item_ids: tf.Tensor) -> tf.Tensor:
         model = self._model.value
         index = model.item_index(item_ids)
         if self.fused is not None:
             scores = tf.einsum("bd,bnd->bn", self._fused_query(features), tf.gather(self.fused.candidates, index))
+        elif self.candidates is None:
+            scores = by_user_chunks(lambda f: model.score(f, f[ITEM_IDS]), {**features, ITEM_IDS: item_ids})
         else:
             scores = model.score(features, item_ids)
         return tf.where(tf.equal(index, 0), tf.constant(MASKED_SCORE, scores.dtype), scores)
