@@ -122,3 +122,16 @@ def test_a_batch_larger_than_the_training_split_is_refused(prepared, tmp_path, c
                  "--set", "in_memory_max_mb=0"]) == 2
     assert f"--batch-size {examples + 1} is larger than the {examples:,} training examples" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--config", "{dir}/broken.yaml"], "broken.yaml is not valid YAML"),
+    (["--config", "{dir}/broken.json"], "broken.json is not valid JSON"),
+    (["--set", "model.item_init=[teacher"], "the value is not valid YAML"),
+])
+def test_broken_config_files_and_set_values_are_clear_errors(tmp_path, capsys, extra, message):
+    (tmp_path / "broken.yaml").write_text("epochs: [1, 2\nseed: 3\n")
+    (tmp_path / "broken.json").write_text('{"epochs": 3,')
+    argv = ["--prepared", "P", "--output", str(tmp_path / "run")] + [a.format(dir=tmp_path) for a in extra]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err

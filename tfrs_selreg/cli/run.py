@@ -86,7 +86,10 @@ def load_config(path: Optional[str], overrides: dict[str, Any]) -> RunConfig:
     values: dict[str, Any] = {}
     if path:
         with open(path, encoding="utf-8") as f:
-            values = yaml.safe_load(f) or {}
+            try:
+                values = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ValueError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from None
         if not isinstance(values, dict):
             raise ValueError(f"{path}: expected a mapping of RunConfig fields")
     values.update({k: v for k, v in overrides.items() if v is not None})

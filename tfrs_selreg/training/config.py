@@ -128,14 +128,19 @@ def from_dict(cls: type, values: dict[str, Any], where: str = "config") -> Any:
 
 def load_file(path: str) -> dict[str, Any]:
     """The mapping in a ``.yaml``/``.yml`` or ``.json`` file."""
+    import yaml
+
     with open(path, encoding="utf-8") as f:
-        if path.endswith((".yaml", ".yml")):
-            import yaml
-            values = yaml.safe_load(f) or {}
-        elif path.endswith(".json"):
-            values = json.load(f)
-        else:
-            raise ValueError(f"{path}: config files must end in .yaml, .yml or .json.")
+        try:
+            if path.endswith((".yaml", ".yml")):
+                values = yaml.safe_load(f) or {}
+            elif path.endswith(".json"):
+                values = json.load(f)
+            else:
+                raise ValueError(f"{path}: config files must end in .yaml, .yml or .json.")
+        except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ValueError(f"{path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: "
+                             f"{' '.join(str(e).split())}") from None
     if not isinstance(values, dict):
         raise TypeError(f"{path}: the top level must be a mapping of TrainConfig fields.")
     return values

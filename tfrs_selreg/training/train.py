@@ -258,7 +258,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. model.dcn.num_negatives=8.")
-        overrides[key] = yaml.safe_load(value)
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {item!r}: the value is not valid YAML ({' '.join(str(e).split())}); "
+                             "quote strings that hold ':' or '#'.") from None
     overrides.update({field: getattr(args, flag) for flag, field in _FLAGS.items()
                       if getattr(args, flag) is not None})
     return config_lib.resolve(args.config, overrides)
