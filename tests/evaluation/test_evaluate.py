@@ -133,3 +133,16 @@ def test_another_preparation_is_refused_by_evaluate_and_export(run_dir, tmp_path
     # A copy of the same preparation (a moved folder) is the same preparation.
     copy = shutil.copytree(config_lib.load(os.path.join(run_dir, run_lib.CONFIG_FILE)).prepared, tmp_path / "copy")
     run_lib.check_prepared(run_dir, PreparedData(str(copy)))
+
+
+def test_a_damaged_run_folder_is_a_clear_error(run_dir, tmp_path, capsys):
+    damaged = shutil.copytree(run_dir, tmp_path / "damaged")
+    index = damaged / run_lib.WEIGHTS
+    data = next(p for p in (damaged / run_lib.MODEL_DIR).iterdir() if ".data-" in p.name)
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])  # truncated weights
+    assert evaluate.main(["--run", str(damaged), "--no-diagnostics"]) == 2
+    assert f"{index}: the weights cannot be restored" in capsys.readouterr().err
+    config = damaged / run_lib.CONFIG_FILE
+    config.write_text(config.read_text()[:40])  # truncated config.json
+    assert evaluate.main(["--run", str(damaged), "--no-diagnostics"]) == 2
+    assert f"{config} cannot be read" in capsys.readouterr().err

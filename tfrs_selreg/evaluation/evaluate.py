@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate(args.run, args.split, prepared_dir=args.prepared, batch_users=args.batch_users,
                           with_diagnostics=not args.no_diagnostics,
                           max_diagnostic_examples=args.max_diagnostic_examples)
-    except (FileNotFoundError, run_lib.PreparedMismatchError) as e:
+    except (FileNotFoundError, run_lib.RunFolderError) as e:
         print(f"tfrs-selreg evaluate: {e}", file=sys.stderr)
         return 2
     print(f"{args.run} ({result['backbone']}, gate {result['gate']}), split {args.split}:")

@@ -51,7 +51,11 @@ def checkpoint_path(run_dir: str, epoch: int) -> str:
     return os.path.join(run_dir, CHECKPOINTS_DIR, f"epoch-{epoch:03d}")
 
 
-class PreparedMismatchError(ValueError):
+class RunFolderError(ValueError):
+    """A run folder that cannot be loaded; the message names the file and what to do."""
+
+
+class PreparedMismatchError(RunFolderError):
     """The prepared folder is not the one a run was trained on."""
 
 
@@ -91,7 +95,11 @@ def load_run(run_dir: str, prepared_dir: str | None = None):
     config_path = os.path.join(run_dir, CONFIG_FILE)
     if not tf.io.gfile.exists(config_path):
         raise FileNotFoundError(f"{config_path} not found: {run_dir!r} is not a run folder of `tfrs-selreg train`.")
-    config = config_lib.load(config_path)
+    try:
+        config = config_lib.load(config_path)
+    except (ValueError, TypeError) as e:
+        raise RunFolderError(f"{config_path} cannot be read ({' '.join(str(e).split())[:300]}): the run folder is "
+                             "damaged; train it again (--overwrite).") from None
     weights = os.path.join(run_dir, WEIGHTS)
     if not tf.io.gfile.exists(weights + ".index"):
         raise FileNotFoundError(f"{weights}.index not found: the run in {run_dir!r} did not finish "
@@ -100,5 +108,10 @@ def load_run(run_dir: str, prepared_dir: str | None = None):
     check_prepared(run_dir, data)
     model = build_model(config.model, data, config.regularizer)
     # Every variable of the model must come back; optimizer slots in the file are not needed.
-    model.load_weights(weights).assert_existing_objects_matched().expect_partial()
+    try:
+        model.load_weights(weights).assert_existing_objects_matched().expect_partial()
+    except (tf.errors.OpError, AssertionError, ValueError, IndexError) as e:  # IndexError: a truncated shard
+        raise RunFolderError(f"{weights}: the weights cannot be restored into this run's model "
+                             f"({type(e).__name__}: {str(e).splitlines()[0][:300]}); the files are damaged or "
+                             "belong to another configuration: train the run again (--overwrite).") from None
     return config, model
