@@ -135,3 +135,14 @@ def test_broken_config_files_and_set_values_are_clear_errors(tmp_path, capsys, e
     argv = ["--prepared", "P", "--output", str(tmp_path / "run")] + [a.format(dir=tmp_path) for a in extra]
     assert main(argv) == 2
     assert message in capsys.readouterr().err
+
+
+def test_a_truncated_users_file_names_its_line(prepared, tmp_path, capsys):
+    import shutil
+
+    damaged = shutil.copytree(prepared, tmp_path / "damaged")
+    users = damaged / "users.jsonl"
+    lines = users.read_text().splitlines()
+    users.write_text("\n".join(lines[:5] + [lines[5][:20]]) + "\n")
+    assert main(["--prepared", str(damaged), "--output", str(tmp_path / "run"), "--gate", "none"]) == 2
+    assert f"{users}:6: not a JSON row" in capsys.readouterr().err

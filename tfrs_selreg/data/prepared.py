@@ -85,6 +85,10 @@ class User:
     cold_start: bool
 
 
+class PreparedFolderError(ValueError):
+    """A side file of the prepared folder is damaged; the message names the file and line."""
+
+
 class PreparedData:
     """Read access to a prepared folder's side files (not the TFRecords)."""
 
@@ -97,9 +101,17 @@ class PreparedData:
                     "by `tfrs-selreg prepare` (or that run failed).")
 
     def _jsonl(self, name: str):
-        with open(os.path.join(self.directory, name), encoding="utf-8") as f:
-            for line in f:
-                yield json.loads(line)
+        path = os.path.join(self.directory, name)
+        with open(path, encoding="utf-8") as f:
+            for number, line in enumerate(f, start=1):
+                try:
+                    row = json.loads(line)
+                except ValueError as e:
+                    raise PreparedFolderError(f"{path}:{number}: not a JSON row ({e}); the file is truncated or "
+                                              "damaged: run `tfrs-selreg prepare` again.") from None
+                if not isinstance(row, dict):
+                    raise PreparedFolderError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}.")
+                yield row
 
     def items(self) -> list[Item]:
         out = []
@@ -111,10 +123,14 @@ class PreparedData:
 
     def users(self) -> list[User]:
         out = []
-        for d in self._jsonl(USERS_FILE):
-            for k in ("train_items", "val_items", "test_items"):
-                d[k] = tuple(d[k])
-            out.append(User(**d))
+        for number, d in enumerate(self._jsonl(USERS_FILE), start=1):
+            try:
+                for k in ("train_items", "val_items", "test_items"):
+                    d[k] = tuple(d[k])
+                out.append(User(**d))
+            except (KeyError, TypeError) as e:
+                raise PreparedFolderError(f"{os.path.join(self.directory, USERS_FILE)}:{number}: not a user row "
+                                          f"({type(e).__name__}: {e}); run `tfrs-selreg prepare` again.") from None
         return out
 
     def fingerprint(self) -> str:

@@ -40,7 +40,7 @@ import tensorflow as tf
 
 from tfrs_selreg import flags
 from tfrs_selreg.data import schema
-from tfrs_selreg.data.prepared import PreparedData
+from tfrs_selreg.data.prepared import PreparedData, PreparedFolderError
 from tfrs_selreg.evaluation import diagnostics, fusion, reference
 from tfrs_selreg.evaluation.ranking import KS, SEGMENTS, USER_ID_KEY, RankingEvaluator
 from tfrs_selreg.training import run as run_lib
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         result = evaluate(args.run, args.split, prepared_dir=args.prepared, batch_users=args.batch_users,
                           with_diagnostics=not args.no_diagnostics,
                           max_diagnostic_examples=args.max_diagnostic_examples)
-    except (FileNotFoundError, run_lib.RunFolderError) as e:
+    except (FileNotFoundError, run_lib.RunFolderError, PreparedFolderError) as e:
         print(f"tfrs-selreg evaluate: {e}", file=sys.stderr)
         return 2
     print(f"{args.run} ({result['backbone']}, gate {result['gate']}), split {args.split}:")

@@ -34,7 +34,7 @@ from tfrs_selreg import flags
 from tfrs_selreg.data import in_memory as in_memory_lib
 from tfrs_selreg.data import input_fn, schema
 from tfrs_selreg.data.item_embeddings import ItemEmbeddingsError
-from tfrs_selreg.data.prepared import STATS_FILE, PreparedData
+from tfrs_selreg.data.prepared import STATS_FILE, PreparedData, PreparedFolderError
 from tfrs_selreg.evaluation.ranking import RankingEvaluator
 from tfrs_selreg.models import BACKBONES, build_model, item_init
 from tfrs_selreg.regularizer import GATE_MODES
@@ -277,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = train(config, verbose=args.verbose, overwrite=args.overwrite)
-    except (ItemEmbeddingsError, TrainFolderError) as e:
+    except (ItemEmbeddingsError, TrainFolderError, PreparedFolderError) as e:
         print(f"tfrs-selreg train: {e}", file=sys.stderr)
         return 2
     best = ", ".join(f"{k}={v:.4f}" for k, v in result.best_validation.items() if v is not None)
