@@ -5,6 +5,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from beam_pipelines import score as score_job
 from tfrs_selreg.data import labels, schema
@@ -59,3 +60,12 @@ def test_score_job_with_the_random_teacher(movielens_prepared, tmp_path):
     probes = manifest["probe_accuracy"]["overall"]
     assert probes["probes"] > 0
     assert 0.3 < probes["accuracy"] < 0.7
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"bogus": 1}, r"teacher 'random' does not take an option it was given \(\['bogus'\]\)"),
+    ({"seed": "abc"}, r"teacher 'random': a bad option value \(seed='abc'\)"),
+])
+def test_bad_teacher_options_name_the_teacher_and_the_option(options, message):
+    with pytest.raises(ValueError, match=message):
+        registry.create("random", **options)

@@ -55,6 +55,13 @@ def create(name: str, **options) -> base.Teacher:
         return base.create(name, **options)
     except TypeError as e:
         if "unexpected keyword argument" not in str(e):
-            raise
+            raise ValueError(f"teacher {name!r}: an option has the wrong type ({_shown(options)}): {e}") from e
         raise ValueError(f"teacher {name!r} does not take an option it was given "
                          f"({sorted(options)}): {e}") from e
+    except ValueError as e:
+        raise ValueError(f"teacher {name!r}: a bad option value ({_shown(options)}): {e}") from e
+
+
+def _shown(options: dict) -> str:
+    """The options as ``key=value`` (values shortened; keys only for anything named like a secret)."""
+    return ", ".join(f"{k}={'...' if 'key' in k.lower() else repr(v)[:40]}" for k, v in sorted(options.items()))
