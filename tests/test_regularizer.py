@@ -138,7 +138,9 @@ class Backbone(tf.Module):
 
 
 def _regularizer(world, **config):
-    config = RegularizerConfig(**config)
+    """The regularizer on every teacher pair unless ``pairs`` says otherwise: these tests are about the
+    gate and the losses; the pair selection has its own test."""
+    config = RegularizerConfig(**{"pairs": "all", **config})
     return SelectiveRegularizer(config, world.popularity, world.long_tail, COLD_START_MAX_HISTORY)
 
 

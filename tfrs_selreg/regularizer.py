@@ -125,10 +125,9 @@ class RegularizerConfig:
         0 keeps every pair (each pair's item step is still scaled by ``w``, which Adam undoes).
       pairs: which teacher pairs may enter the loss, by the popularity quartiles ``b(i)`` of the two items
         (:func:`tfrs_selreg.data.popularity.popularity_buckets` over ``item_popularity``), applied before
-        the budget. ``all``: every pair. ``within_group``: ``b(i) = b(j)``, ranking knowledge inside one
-        popularity group only, so the teacher never trades a head item for a rarer one (UnKD).
-        ``tail_over_head``: the item the teacher prefers is in a rarer quartile than the other, the
-        pairs where the teacher is most often right against the model.
+        the budget. ``within_group`` (default): ``b(i) = b(j)``, ranking knowledge inside one popularity
+        group only, so the teacher never trades a head item for a rarer one (UnKD). ``all``: every pair.
+        ``tail_over_head``: the item the teacher prefers is in a rarer quartile than the other.
     """
 
     gate: str = "reliability"
@@ -140,7 +139,7 @@ class RegularizerConfig:
     initial_gate: float = 0.5
     teacher_gradient: str = "user"
     item_gradient_min_weight: float = 0.0
-    pairs: str = "all"
+    pairs: str = "within_group"
 
     def __post_init__(self) -> None:
         if self.gate not in GATE_MODES:
