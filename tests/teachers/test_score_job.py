@@ -96,12 +96,14 @@ def test_main_prints_summary_and_reports_bad_flags(synthetic_prepared, tmp_path,
         (base + ["--teacher-option", "novalue"], "KEY=VALUE"),
         (base + ["--teacher", "popularity", "--mode", "pairwise"], "does not take"),
         (base + ["--teacher", "gpt-17"], "unknown teacher"),
-        (base + ["--num-candidates", "1"], "--num_candidates"),
         (["--prepared", str(tmp_path / "nothing"), "--output", out], "is not a folder written"),
     ]
     for argv, message in bad:
         assert score_job.main(argv) == 1
         assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:  # a range is checked while the flags are parsed
+        score_job.main(base + ["--num-candidates", "1"])
+    assert exit_info.value.code == 2 and "argument --num-candidates: 1 is out of range" in capsys.readouterr().err
 
 
 def test_teacher_option_values_are_parsed_as_json_or_strings():
