@@ -332,3 +332,50 @@ def test_a_history_that_excludes_almost_everything_leaves_empty_slots_not_exclud
     ids = served["top_ids"][0].tolist()
     assert set(ids[:3]) == set(items[-3:]) and ids[3:] == [""] * (K - 3)
     assert (served["top_scores"][0][3:] == sig.MASKED_SCORE).all()
+
+
+FAULTS = r"""
+import json, sys
+import numpy as np
+import tensorflow as tf
+model = tf.saved_model.load(sys.argv[1])
+d, s, e = (model.signatures[n] for n in ("serving_default", "score_items", "serving_tf_example"))
+out = {}
+
+def outcome(name, call):
+    try:
+        result = call()
+        out[name] = {"ok": {k: list(v.shape) for k, v in result.items()}}
+    except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as err:
+        out[name] = {"invalid": type(err).__name__ + ": " + err.message[:3000]}
+
+outcome("batch_mismatch", lambda: d(user_id=tf.constant(["1", "2", "3"]), history=tf.constant([["a"], ["b"]])))
+outcome("score_items_mismatch", lambda: s(user_id=tf.constant(["1"]), history=tf.constant([[""]]),
+                                          item_ids=tf.constant([["a"], ["b"]])))
+outcome("empty_batch", lambda: d(user_id=tf.zeros([0], tf.string), history=tf.zeros([0, 4], tf.string)))
+outcome("zero_width_history", lambda: d(user_id=tf.constant(["1"]), history=tf.zeros([1, 0], tf.string)))
+outcome("long_strings", lambda: s(user_id=tf.constant(["u" * 1_000_000]), history=tf.constant([["i" * 100_000]]),
+                                  item_ids=tf.constant([["x" * 100_000, ""]])))
+outcome("random_bytes_example", lambda: e(examples=tf.constant([np.random.default_rng(0).bytes(64)])))
+outcome("big_batch", lambda: d(user_id=tf.constant(["1"] * 3000), history=tf.constant([[""] * 10] * 3000)))
+print(json.dumps(out))
+"""
+
+
+@pytest.mark.parametrize("name", ["two_tower_reliability", "dcn_reliability"])
+def test_signatures_under_fault_injection_in_a_tensorflow_only_process(exported, name):
+    """Wrong shapes, empty and huge batches, long strings and random bytes: a clear InvalidArgumentError or
+    a well-shaped reply, never a crash."""
+    _, _, models = exported
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    done = subprocess.run([sys.executable, "-c", FAULTS, models[name][1]], capture_output=True, text=True,
+                          env=env, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "history and user_id must have the same batch size" in out["batch_mismatch"]["invalid"]
+    assert "item_ids and user_id must have the same batch size" in out["score_items_mismatch"]["invalid"]
+    assert out["empty_batch"]["ok"] == {sig.ITEM_IDS: [0, K], sig.SCORES: [0, K]}
+    assert out["zero_width_history"]["ok"][sig.ITEM_IDS] == [1, K]
+    assert out["long_strings"]["ok"] == {sig.SCORES: [1, 2]}
+    assert "invalid" in out["random_bytes_example"]
+    assert out["big_batch"]["ok"][sig.SCORES] == [3000, K]

@@ -75,6 +75,17 @@ def exclude_items(scores: tf.Tensor, item_index: tf.Tensor) -> tf.Tensor:
                                        tf.fill(tf.shape(columns), tf.constant(MASKED_SCORE, scores.dtype)))
 
 
+def _checked(features: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+    """``features`` once every input has the batch size of ``user_id`` (else ``InvalidArgumentError``
+    naming the inputs), instead of an error from deep inside the model."""
+    batch = tf.shape(features[schema.USER_ID])[0]
+    checks = [tf.debugging.assert_equal(tf.shape(value)[0], batch, message=(
+            f"{name} and {schema.USER_ID} must have the same batch size (rows)")) for name, value in features.items()
+            if name != schema.USER_ID]
+    with tf.control_dependencies(checks):
+        return {name: tf.identity(value) for name, value in features.items()}
+
+
 def by_user_chunks(fn, features: Mapping[str, tf.Tensor], chunk: int | None = None) -> tf.Tensor:
     """``fn(features)`` ``[B, n]`` computed :data:`USER_CHUNK` users at a time, one chunk after the other.
 
@@ -126,12 +137,21 @@ class ServingModule(tf.Module):
         parse_spec = input_fn.feature_spec(serving_schema, [schema.ROLE_SERVING])
 
         def serving_default(user_id, history):
-            return self._top_k({schema.USER_ID: user_id, schema.HISTORY: history})
+            return self._top_k(_checked({schema.USER_ID: user_id, schema.HISTORY: history}))
 
         def score_items(user_id, history, item_ids):
-            return {SCORES: self._score_items({schema.USER_ID: user_id, schema.HISTORY: history}, item_ids)}
+            features = _checked({schema.USER_ID: user_id, schema.HISTORY: history, ITEM_IDS: item_ids})
+            return {SCORES: self._score_items(features, features.pop(ITEM_IDS))}
 
         def serving_tf_example(examples):
+            # Bytes that are no tf.train.Example fail here with DataLossError, before ParseExample, whose
+            # message would quote them and break the UTF-8 decoding of the error in Python clients.
+            decoded = tf.io.decode_proto(examples, "tensorflow.Example", ["features"], [tf.string],
+                                         message_format="binary")
+            # An op that reads the decoded sizes: a bare control dependency on them is pruned.
+            decodable = tf.debugging.assert_non_negative(decoded.sizes, message="examples must be tf.train.Example")
+            with tf.control_dependencies([decodable]):
+                examples = tf.identity(examples)
             features = tf.io.parse_example(examples, parse_spec)
             return self._top_k({name: features[name] for name in USER_INPUTS})
 
