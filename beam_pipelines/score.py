@@ -37,6 +37,7 @@ import glob
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from typing import Any, Iterable, Optional, Sequence
@@ -461,6 +462,10 @@ def _remove_stale_outputs(output: str) -> None:
     for pattern in patterns:
         for path in glob.glob(os.path.join(output, pattern)):
             os.remove(path)
+    # Beam's temporary folders of a killed run hold partial label shards; Beam writes them only there.
+    for folder in glob.glob(os.path.join(output, "**", "beam-temp-*"), recursive=True):
+        if os.path.isdir(folder):
+            shutil.rmtree(folder)
 
 
 def score(config: ScoreConfig, options: Optional[PipelineOptions] = None) -> dict[str, Any]:

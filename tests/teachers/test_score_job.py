@@ -81,6 +81,17 @@ def test_embedding_job_on_bundled_movielens_slice(movielens_prepared, tmp_path):
     np.testing.assert_allclose(item_embeddings.load(out, vocabulary), vectors, atol=1e-5)  # rewritten, not appended
 
 
+def test_a_killed_runs_beam_temp_folders_are_removed(synthetic_prepared, tmp_path, popularity_teacher):
+    out = tmp_path / "o"
+    stale = out / "beam-temp-labels-0123abcd"
+    stale.mkdir(parents=True)
+    (stale / "partial.jsonl").write_text('{"user_id": "u1", "item_i"')
+    (out / "dead_letter" / "beam-temp-x").mkdir(parents=True)
+    assert score_job.main(["--prepared", synthetic_prepared, "--output", str(out), "--teacher", "popularity",
+                           "--max-users", "4"]) == 0
+    assert not list(out.rglob("beam-temp-*"))
+
+
 def test_main_prints_summary_and_reports_bad_flags(synthetic_prepared, tmp_path, capsys,
                                                    popularity_teacher):
     out = str(tmp_path / "o")
