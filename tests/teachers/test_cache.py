@@ -39,6 +39,27 @@ def test_failed_results_are_never_cached(tmp_path):
         writer.put("k", ScoringResult("h", [], failure="http_429"))
 
 
+@pytest.mark.parametrize(("field", "value"), [("pref", 1.7), ("pref", float("nan")), ("item_j", "a"),
+                                              ("model_calls", -1), ("tokens_in", "5"), ("tokens_out", True)])
+def test_a_tampered_cache_line_is_skipped_not_served(tmp_path, field, value):
+    """A cached row is held to the label contract, and usage counts to integers >= 0, like a fresh result."""
+    writer = cache_lib.CacheWriter(str(tmp_path))
+    writer.put("k1", _result("u1"))
+    writer.put("k2", _result("u2"))
+    writer.close()
+    [shard] = glob.glob(str(tmp_path / "shard-*.jsonl"))
+    lines = open(shard).read().splitlines()
+    d = json.loads(lines[0])
+    if field in ("pref", "item_j"):
+        d["rows"][0][field] = value
+    else:
+        d[field] = value
+    with open(shard, "w") as f:
+        f.write("\n".join([json.dumps(d), lines[1]]) + "\n")
+    loaded = cache_lib.ResultCache.load(str(tmp_path))
+    assert loaded.skipped_lines == 1 and "k1" not in loaded and loaded.get("k2") == _result("u2")
+
+
 def test_line_cut_by_a_kill_is_skipped_and_new_writers_use_new_shards(tmp_path):
     first = cache_lib.CacheWriter(str(tmp_path))
     first.put("k1", _result("u1"))

@@ -49,12 +49,15 @@ def result_to_json(key: str, result: ScoringResult) -> str:
 def result_from_json(line: str) -> tuple[str, ScoringResult]:
     """Parses one cache line; raises ``ValueError`` (or ``KeyError``/``TypeError``) when it is not one."""
     d = json.loads(line)
-    result = ScoringResult(
-        request_hash=str(d["request_hash"]),
-        rows=[labels.from_dict(r) for r in d["rows"]],
-        model_calls=int(d["model_calls"]),
-        tokens_in=int(d["tokens_in"]),
-        tokens_out=int(d["tokens_out"]))
+    rows = [labels.from_dict(r) for r in d["rows"]]
+    for row in rows:  # the label contract holds for cached rows as for fresh ones
+        reason = labels.check_values(row)
+        if reason:
+            raise ValueError(f"cached row breaks the label contract ({reason})")
+    usage = {name: d[name] for name in ("model_calls", "tokens_in", "tokens_out")}
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in usage.values()):
+        raise ValueError(f"usage counts must be integers >= 0, got {usage}")
+    result = ScoringResult(request_hash=str(d["request_hash"]), rows=rows, **usage)
     return str(d["key"]), result
 
 
