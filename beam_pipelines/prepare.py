@@ -679,7 +679,8 @@ def _first_bad_lines(output: str, what: str, reasons: Optional[set] = None,
 
 
 def _check_error_fraction(stats: dict, o: PrepareOptions) -> None:
-    for what in ("interactions", "items", "labels"):
+    # Items first: a rejected catalog row makes its interactions unknown_item, so its own reason comes first.
+    for what in ("items", "interactions", "labels"):
         read = stats["rows_read"][what]
         rejected = stats["rows_rejected"].get(what, {})
         # Label rows dropped for leakage or unknown ids are the guard working, not malformed input.
@@ -687,9 +688,15 @@ def _check_error_fraction(stats: dict, o: PrepareOptions) -> None:
         bad = sum(n for reason, n in rejected.items() if reason in reasons)
         if read and bad / read > o.max_error_fraction:
             lines = "\n  ".join(_first_bad_lines(o.output, what, reasons))
+            items_rejected = sum(stats["rows_rejected"].get("items", {}).values())
+            cause = ""
+            if what == "interactions" and rejected.get(REASON_UNKNOWN_ITEM) and items_rejected:
+                first = "\n  ".join(_first_bad_lines(o.output, "items"))
+                cause = (f"{items_rejected} catalog rows were rejected themselves, so their interactions are "
+                         f"{REASON_UNKNOWN_ITEM}; the first of them:\n  {first}\n")
             raise PrepareError(
                 f"{bad} of {read} {what} rows ({bad / read:.2%}) were rejected, more than "
-                f"--max-error-fraction={o.max_error_fraction}. First bad rows:\n  {lines}\n"
+                f"--max-error-fraction={o.max_error_fraction}. {cause}First bad rows:\n  {lines}\n"
                 f"All rejected rows: {os.path.join(o.output, prepared.DEAD_LETTER_DIR)}. Fix the input "
                 "or raise --max-error-fraction.")
 

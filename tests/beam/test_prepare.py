@@ -381,3 +381,17 @@ def test_a_corrupt_label_file_is_an_error_that_names_it(tmp_path, name):
     (tmp_path / name).write_bytes(body)
     with pytest.raises(ValueError, match=rf"{name}: unreadable"):
         _run(raw, tmp_path / "out", "--labels", str(tmp_path / name))
+
+
+def test_a_rejected_catalog_row_is_named_before_its_unknown_item_interactions(tmp_path):
+    raw = _write_csv(tmp_path / "raw")
+    items = ITEMS.encode("utf-8").replace(b"i2,Item 2,", b"i2,Caf\xe9 2,")  # latin-1, not utf-8
+    (tmp_path / "raw" / "items.csv").write_bytes(items)
+    with pytest.raises(prepare.PrepareError, match=r"(?s)1 of 10 items rows .*items\.csv:3: bad_encoding"):
+        _run(raw, tmp_path / "out")
+    # Within the items' allowance, the interactions it orphans exceed theirs: the cause is named first.
+    with pytest.raises(prepare.PrepareError) as error:
+        _run(raw, tmp_path / "out", "--max-error-fraction", "0.15")
+    message = str(error.value)
+    assert "1 catalog rows were rejected themselves, so their interactions are unknown_item" in message
+    assert message.index("items.csv:3: bad_encoding") < message.index("First bad rows")
