@@ -19,12 +19,14 @@ from typing import Self
 
 @dataclasses.dataclass(frozen=True)
 class Reply:
-    """One scripted answer. ``delay`` seconds pass before anything is sent."""
+    """One scripted answer. ``delay`` seconds pass before anything is sent; with ``trickle`` the whole
+    answer (status line, headers, body) is sent one byte every ``trickle`` seconds."""
 
     status: int = 200
     body: str = ""
     headers: tuple[tuple[str, str], ...] = ()
     delay: float = 0.0
+    trickle: float = 0.0
 
 
 def completion(content: str, *, logprobs: list[tuple[str, float]] | None = None, prompt_tokens: int = 11,
@@ -110,6 +112,18 @@ class FaultServer:
                 reply = server.responder(n, payload, headers)
                 time.sleep(min(reply.delay, server.max_delay))
                 body = reply.body.encode("utf-8")
+                if reply.trickle:
+                    head = (f"HTTP/1.1 {reply.status} OK\r\nContent-Type: application/json\r\n"
+                            f"Content-Length: {len(body)}\r\n\r\n").encode("ascii")
+                    try:
+                        for byte in head + body:
+                            self.wfile.write(bytes([byte]))
+                            self.wfile.flush()
+                            time.sleep(reply.trickle)
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass  # the client's deadline cut the connection
+                    self.close_connection = True
+                    return
                 try:
                     self.send_response(reply.status)
                     self.send_header("Content-Type", "application/json")

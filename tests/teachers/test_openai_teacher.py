@@ -116,6 +116,18 @@ def test_persistent_fault_fails_after_max_retries(reply, reason, calls):
     assert result.raw
 
 
+@pytest.mark.parametrize("body", ["", "x" * 200], ids=["trickled-headers", "trickled-body"])
+def test_timeout_is_a_deadline_for_the_whole_request(body):
+    """A server sending one byte every 0.1 s never leaves a read silent for --timeout; the deadline still holds."""
+    reply = fault_server.Reply(body=body or json.dumps({"choices": []}), trickle=0.1)
+    with FaultServer([reply]) as server:
+        start = time.monotonic()
+        [result] = make_teacher(server, timeout=1.0, max_retries=1).score_batch([REQUEST])
+        elapsed = time.monotonic() - start
+    assert_failed(result, "timeout", 2)
+    assert elapsed < 2 * 1.0 + 1.5  # two attempts of at most 1 s each, plus backoff and slack
+
+
 def test_connection_error_after_max_retries():
     url = f"http://127.0.0.1:{llama_server.free_port()}/v1"  # nobody listens there
     teacher = OpenAITeacher(OpenAIConfig(base_url=url, max_retries=1, backoff_base=0.01, timeout=1.0))

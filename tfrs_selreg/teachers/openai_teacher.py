@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime
 import email.utils
@@ -43,12 +44,15 @@ import logging
 import math
 import os
 import random
+import socket
 import threading
 import time
 import urllib.parse
 from collections.abc import Sequence
 
 import requests
+import requests.adapters
+import urllib3
 
 from tfrs_selreg.teachers import base, prompts
 
@@ -95,7 +99,8 @@ class OpenAIConfig:
       mode: ``listwise`` (the paper's prompt) or ``pairwise`` (A/B with log-probabilities).
       api_key_env: environment variable holding the key; ``""`` for a server that needs none.
       concurrency: calls in flight at once (threads).
-      timeout: seconds to connect, and seconds of silence while reading an answer, per attempt.
+      timeout: the deadline of one attempt, in seconds: connecting, sending and reading the whole
+        answer (a server that trickles its answer is cut off there, not only a silent one).
       max_retries: retries of one call after a 429, 5xx, timeout or connection error.
       backoff_base: first back-off in seconds; doubles with every retry (see :func:`backoff_delay`).
       backoff_max: longest wait between attempts, ``Retry-After`` included.
@@ -370,6 +375,9 @@ class OpenAITeacher(base.Teacher):
         session = getattr(self._local, "session", None)
         if session is None:
             session = requests.Session()
+            adapter = _DeadlineAdapter()
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
             key = self._api_key()
             if key:
                 session.headers["Authorization"] = f"Bearer {key}"
@@ -384,11 +392,15 @@ class OpenAITeacher(base.Teacher):
             reply.attempts += 1
             retry_after = None
             try:
-                response = self._session().post(self.url, json=payload, timeout=c.timeout)
+                with _deadline(c.timeout) as expired:
+                    response = self._session().post(self.url, json=payload, timeout=c.timeout)
             except requests.Timeout as e:
                 reply.failure, reply.raw = FAIL_TIMEOUT, f"{type(e).__name__}: {e}"
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
-                reply.failure, reply.raw = FAIL_CONNECTION_ERROR, f"{type(e).__name__}: {e}"
+                if expired.is_set():
+                    reply.failure, reply.raw = FAIL_TIMEOUT, f"no complete answer within {c.timeout} s"
+                else:
+                    reply.failure, reply.raw = FAIL_CONNECTION_ERROR, f"{type(e).__name__}: {e}"
             else:
                 reply.raw = response.text[:MAX_RAW_CHARS]
                 if response.status_code == 200:
@@ -410,6 +422,65 @@ class OpenAITeacher(base.Teacher):
             time.sleep(delay)
         reply.raw = self._redact(reply.raw)
         return reply
+
+
+# The connection a thread's request is using, so that its deadline can cut it from another thread.
+_IN_FLIGHT = threading.local()
+
+
+class _TrackedPoolMixin:
+    def _get_conn(self, timeout=None):
+        conn = super()._get_conn(timeout)
+        holder = getattr(_IN_FLIGHT, "holder", None)
+        if holder is not None:
+            holder["conn"] = conn
+        return conn
+
+
+class _TrackedHTTPPool(_TrackedPoolMixin, urllib3.HTTPConnectionPool):
+    pass
+
+
+class _TrackedHTTPSPool(_TrackedPoolMixin, urllib3.HTTPSConnectionPool):
+    pass
+
+
+class _DeadlineAdapter(requests.adapters.HTTPAdapter):
+    """``requests``' adapter whose pools report the connection in use to :func:`_deadline`."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float):
+    """Shuts the socket of this thread's request down after ``seconds``; yields the event set when it did.
+
+    ``requests``' timeout bounds each socket read, so a server sending a byte every half second never
+    trips it; this bounds the whole request (connecting, headers and body).
+    """
+    holder: dict = {}
+    expired = threading.Event()
+
+    def cut() -> None:
+        expired.set()
+        sock = getattr(holder.get("conn"), "sock", None)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # already closed
+
+    timer = threading.Timer(seconds, cut)
+    timer.daemon = True
+    _IN_FLIGHT.holder = holder
+    timer.start()
+    try:
+        yield expired
+    finally:
+        timer.cancel()
+        _IN_FLIGHT.holder = None
 
 
 def _answered(reply: _Reply, response: requests.Response) -> _Reply:
