@@ -128,6 +128,15 @@ def test_timeout_is_a_deadline_for_the_whole_request(body):
     assert elapsed < 2 * 1.0 + 1.5  # two attempts of at most 1 s each, plus backoff and slack
 
 
+@pytest.mark.parametrize("usage", [{"prompt_tokens": -5}, {"completion_tokens": "7"}, {"prompt_tokens": 1.5}])
+def test_usage_counts_that_are_not_counts_make_the_answer_invalid(usage):
+    body = json.loads(completion(ranking(SCORES)).body)
+    body["usage"] = usage
+    with FaultServer([fault_server.Reply(body=json.dumps(body))]) as server:
+        [result] = make_teacher(server).score_batch([REQUEST])
+    assert_failed(result, "invalid_response", 1)
+
+
 def test_connection_error_after_max_retries():
     url = f"http://127.0.0.1:{llama_server.free_port()}/v1"  # nobody listens there
     teacher = OpenAITeacher(OpenAIConfig(base_url=url, max_retries=1, backoff_base=0.01, timeout=1.0))

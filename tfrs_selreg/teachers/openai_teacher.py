@@ -491,8 +491,10 @@ def _answered(reply: _Reply, response: requests.Response) -> _Reply:
         if not isinstance(reply.choice, dict):
             raise TypeError("choices[0] is not an object")
         usage = body.get("usage") or {}
-        reply.tokens_in = int(usage.get("prompt_tokens") or 0)
-        reply.tokens_out = int(usage.get("completion_tokens") or 0)
+        tokens = [usage.get(name) or 0 for name in ("prompt_tokens", "completion_tokens")]
+        if not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0 for t in tokens):
+            raise TypeError(f"usage token counts must be integers >= 0, got {tokens}")
+        reply.tokens_in, reply.tokens_out = tokens
     except (ValueError, KeyError, IndexError, TypeError, AttributeError):
         reply.choice, reply.failure = None, FAIL_INVALID_RESPONSE
         return reply
