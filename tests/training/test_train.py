@@ -146,3 +146,20 @@ def test_a_truncated_users_file_names_its_line(prepared, tmp_path, capsys):
     users.write_text("\n".join(lines[:5] + [lines[5][:20]]) + "\n")
     assert main(["--prepared", str(damaged), "--output", str(tmp_path / "run"), "--gate", "none"]) == 2
     assert f"{users}:6: not a JSON row" in capsys.readouterr().err
+
+
+def test_a_folder_without_a_validation_split_is_refused_and_evaluate_says_why(tmp_path, capsys):
+    from beam_pipelines import prepare
+    from tests.beam.test_prepare import _write_csv
+    from tfrs_selreg.evaluation import evaluate
+
+    folder = str(tmp_path / "prepared")
+    prepare.run(["--dataset", "csv", "--data-dir", _write_csv(tmp_path / "raw"), "--output", folder, "--split",
+                 "temporal", "--temporal-val-fraction", "0", "--temporal-test-fraction", "0.2",
+                 "--runner", "DirectRunner"])
+    out = tmp_path / "run"
+    assert main(["--prepared", folder, "--output", str(out), "--gate", "none", "--batch-size", "2"]) == 2
+    assert "has no validation items" in capsys.readouterr().err and not out.exists()
+    assert evaluate.main(["--reference", "popularity", "--prepared", folder, "--output", str(tmp_path / "e"),
+                          "--split", "val"]) == 2
+    assert "no user has a 'val' item" in capsys.readouterr().err

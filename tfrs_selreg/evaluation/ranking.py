@@ -25,7 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfrs_selreg.data import examples, schema
-from tfrs_selreg.data.prepared import PreparedData
+from tfrs_selreg.data.prepared import PreparedData, PreparedFolderError
 from tfrs_selreg.evaluation import metrics
 
 OVERALL = "overall"
@@ -89,7 +89,8 @@ class RankingEvaluator:
             exc_rows += [row] * len(excluded)
             exc_cols += excluded
         if not user_ids:
-            raise ValueError(f"{data.directory}: no user has a {split!r} item in the catalog; nothing to evaluate.")
+            raise PreparedFolderError(f"{data.directory}: no user has a {split!r} item in the catalog; nothing to "
+                                      f"evaluate (was it prepared without a {split} split?).")
         self.user_ids = np.array(user_ids, object)
         self.histories = np.array(histories, object).reshape(len(user_ids), history_length)
         self.cold_start = np.array(cold, bool)

@@ -130,7 +130,12 @@ def train(config: TrainConfig, *, verbose: int = 1, overwrite: bool = False) -> 
         raise ValueError("TrainConfig.prepared and TrainConfig.output are required (--prepared, --output).")
     _check_teacher_pairs(config)
     data = PreparedData(config.prepared)  # plain files: no TensorFlow op before the strategy below
-    train_examples = sum(len(user.train_items) for user in data.users())
+    users = data.users()
+    train_examples = sum(len(user.train_items) for user in users)
+    if not any(user.val_items for user in users):
+        raise TrainFolderError(f"{config.prepared} has no validation items: training keeps the epoch with the best "
+                               "validation Recall@20. Prepare it with a validation split (leave_last_out, or "
+                               "--temporal-val-fraction > 0).")
     if config.batch_size > train_examples:
         # Streaming would repeat the split into one batch larger than the data and run out of memory.
         raise TrainFolderError(f"--batch-size {config.batch_size} is larger than the {train_examples:,} training "
