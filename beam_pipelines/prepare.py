@@ -858,9 +858,10 @@ def _owned(folder: str) -> list[str]:
 def _publish(staging: str, output: str) -> None:
     """Moves the finished ``staging`` folder's files into ``output``, replacing only a previous job's.
 
-    File by file (object stores have no folders to rename); a new ``output`` is the renamed staging folder.
+    File by file (object stores have no folders to rename); a new local ``output`` is the renamed staging
+    folder.
     """
-    if not FileSystems.exists(output):
+    if "://" not in output and not FileSystems.exists(output):
         FileSystems.rename([staging], [output])
         return
     folders = [os.path.join(output, n) for n in OWNED_FOLDERS]
