@@ -127,3 +127,14 @@ def test_fused_export_refuses_weights_of_another_run_and_a_folder_without_text_v
                           "--fusion", metrics]) == 2
     assert "item_embeddings is missing" in capsys.readouterr().err
     assert not os.path.exists(tmp_path / "sm")  # nothing written for a refused export
+
+
+def test_the_fused_export_needs_a_factorized_backbone(fused_run):
+    from tfrs_selreg.models import ModelConfig, build_model
+    from tfrs_selreg.regularizer import RegularizerConfig
+
+    _, prepared, _, _, _ = fused_run
+    data = PreparedData(prepared)
+    dcn = build_model(ModelConfig(backbone="dcn", embedding_dim=8), data, RegularizerConfig(gate="none"))
+    with pytest.raises(ValueError, match=r"--fusion needs a factorized backbone \(two_tower\); this run is a dcn"):
+        fused_lib.build(dcn, prepared, data.item_vocabulary(), tuple(BETAS))
