@@ -126,7 +126,7 @@ def publish(staging_dir: str, model_dir: str) -> str:
 
 def check_model_name(name: str) -> str:
     """``name`` if it is one folder name TF Serving accepts as a model name (letters, digits, ``._-``)."""
-    if not MODEL_NAME.fullmatch(name) or name in (".", ".."):
+    if not MODEL_NAME.fullmatch(name):  # the first character rules out "." and ".."
         raise ValueError(f"--model-name {name!r}: use one folder name of letters, digits, '.', '_' or '-' "
                          "(it becomes BASE/NAME and the model's name in TF Serving requests).")
     return name

@@ -75,29 +75,26 @@ class TrainFolderError(ValueError):
     """The --prepared or --output folder cannot be used for this configuration; the message says what to do."""
 
 
-def _check_teacher_pairs(config: TrainConfig) -> None:
+def _check_teacher_pairs(config: TrainConfig, data: PreparedData) -> None:
     """A gate other than ``none`` on a folder without teacher pairs would silently train the plain backbone."""
     gate = config.regularizer.gate
     if gate == "none":
         return
     stats_file = os.path.join(config.prepared, STATS_FILE)
     try:
-        joined = PreparedData(config.prepared).stats()["labels"]
+        joined = data.stats()["labels"]
         teacher, probe = int(joined["joined_teacher_rows"]), int(joined["joined_probe_rows"])
-    except FileNotFoundError:
-        raise TrainFolderError(f"--prepared {config.prepared}: no {STATS_FILE}; is it a `tfrs-selreg "
-                                  "prepare` output?") from None
     except (KeyError, TypeError, ValueError) as e:
         raise TrainFolderError(f"{stats_file}: no labels.joined_teacher_rows / joined_probe_rows "
-                                  f"({type(e).__name__}: {e}); re-run `tfrs-selreg prepare`.") from None
+                               f"({type(e).__name__}: {e}); re-run `tfrs-selreg prepare`.") from None
     fix = ("score the folder (`tfrs-selreg score --prepared ...`) and join the labels with `tfrs-selreg prepare "
            "--labels LABELS`, or train with --gate none.")
     if teacher == 0:
         raise TrainFolderError(f"--gate {gate} needs teacher pairs, but {config.prepared} holds none "
-                                  f"({stats_file}: labels.joined_teacher_rows = 0): " + fix)
+                               f"({stats_file}: labels.joined_teacher_rows = 0): " + fix)
     if gate == "reliability" and probe == 0:
         raise TrainFolderError(f"--gate reliability trains its gate on probe pairs, but {config.prepared} "
-                                  f"holds none ({stats_file}: labels.joined_probe_rows = 0): " + fix)
+                               f"holds none ({stats_file}: labels.joined_probe_rows = 0): " + fix)
 
 
 def _claim_output(config: TrainConfig, run_dir: str, overwrite: bool) -> None:
@@ -114,9 +111,9 @@ def _claim_output(config: TrainConfig, run_dir: str, overwrite: bool) -> None:
         return  # BackupAndRestore resumes it
     if not overwrite:
         what = "a finished run" if finished else "a killed run of another configuration"
+        resume = "." if finished else " (or the same flags to resume it)."
         raise TrainFolderError(f"--output {config.output} holds {what} ({saved}); pass --overwrite to replace "
-                                  "it, or choose another --output" + ("." if finished else
-                                                                      " (or the same flags to resume it)."))
+                               "it, or choose another --output" + resume)
     run_lib.clear(run_dir)
 
 
@@ -128,8 +125,8 @@ def train(config: TrainConfig, *, verbose: int = 1, overwrite: bool = False) -> 
     """
     if not config.prepared or not config.output:
         raise ValueError("TrainConfig.prepared and TrainConfig.output are required (--prepared, --output).")
-    _check_teacher_pairs(config)
     data = PreparedData(config.prepared)  # plain files: no TensorFlow op before the strategy below
+    _check_teacher_pairs(config, data)
     users = data.users()
     train_examples = sum(len(user.train_items) for user in users)
     if not any(user.val_items for user in users):
@@ -282,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = train(config, verbose=args.verbose, overwrite=args.overwrite)
-    except (ItemEmbeddingsError, TrainFolderError, PreparedFolderError) as e:
+    except (FileNotFoundError, ItemEmbeddingsError, TrainFolderError, PreparedFolderError) as e:
         print(f"tfrs-selreg train: {e}", file=sys.stderr)
         return 2
     best = ", ".join(f"{k}={v:.4f}" for k, v in result.best_validation.items() if v is not None)
