@@ -87,6 +87,27 @@ def test_validation_split_and_gate_diagnostics(run_dir):
     assert result["diagnostics"]["probe_accuracy"]["overall"]["accuracy"] == pytest.approx(1.0)  # oracle teacher
 
 
+def test_train_saves_the_diagnostics_that_evaluate_reports(run_dir, tmp_path):
+    """train's diagnostics (from its in-memory split) equal those computed from the files, and evaluate
+    reports the saved ones without reading the training split again."""
+    path = os.path.join(run_dir, run_lib.DIAGNOSTICS_FILE)
+    saved = diagnostics.load(path)
+    config, model = run_lib.load_run(run_dir)
+    assert saved == diagnostics.finite(diagnostics.pair_diagnostics(model, config.prepared))
+    copy = shutil.copytree(run_dir, tmp_path / "copy")
+    marked = json.loads(json.dumps(saved))
+    marked["gate"]["overall"]["pairs"] = -1  # a value no computation gives
+    diagnostics.save(str(copy / run_lib.DIAGNOSTICS_FILE), marked)
+    assert evaluate.evaluate(str(copy), "val")["diagnostics"] == marked
+    capped = evaluate.evaluate(str(copy), "val", max_diagnostic_examples=10**6)["diagnostics"]
+    assert diagnostics.finite(capped) == saved  # a cap computes them from the split
+    (copy / run_lib.DIAGNOSTICS_FILE).write_text('{"gate": ')
+    with pytest.raises(run_lib.RunFolderError, match="diagnostics.json is damaged"):
+        evaluate.evaluate(str(copy), "val")
+    os.remove(copy / run_lib.DIAGNOSTICS_FILE)  # a run trained before the file existed
+    assert diagnostics.finite(evaluate.evaluate(str(copy), "val")["diagnostics"]) == saved
+
+
 def test_random_teacher_probe_accuracy_is_chance(tmp_path):
     data = PreparedData(make_prepared(str(tmp_path / "p"), n_users=40, n_items=60, seed=6, teacher="random"))
     model = build_model(ModelConfig(embedding_dim=8), data, RegularizerConfig(gate="reliability"))

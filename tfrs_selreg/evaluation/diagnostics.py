@@ -11,9 +11,16 @@ A (user, item_i, item_j) pair repeated over a user's training records counts onc
 record that holds it (in file order: shards sorted, records as written) as its context. The split is
 parsed once (:class:`~tfrs_selreg.data.in_memory.InMemorySplit`), pairs are de-duplicated before any
 scoring, and only the distinct teacher pairs are scored; probe accuracy needs no model at all.
+
+``tfrs-selreg train`` computes them once, on the split it already holds in memory, when the final weights
+are saved, and writes them into the run folder (``diagnostics.json``, :func:`save`); ``tfrs-selreg evaluate`` reads that file
+(:func:`load`) instead of parsing the training split again for every evaluated split.
 """
 
 from __future__ import annotations
+
+import json
+import math
 
 import numpy as np
 
@@ -83,19 +90,23 @@ def _teacher_weights(model, columns: dict[str, np.ndarray], rows: np.ndarray, sl
     return np.concatenate(weights) if weights else np.zeros([0])
 
 
-def pair_diagnostics(model, prepared_dir: str, *, batch_size: int = 4096,
-                     max_examples: int | None = None) -> dict:
+def pair_diagnostics(model, prepared_dir: str, *, batch_size: int = 4096, max_examples: int | None = None,
+                     split: InMemorySplit | None = None) -> dict:
     """``{"gate": ..., "probe_accuracy": ...}`` over the training split (see the module docstring).
 
     ``gate`` is ``None`` for gate mode ``none``. ``max_examples`` caps the training records read (the first
-    ones in file order).
+    ones in file order). ``split``: the whole training split of ``prepared_dir`` already in memory (as
+    training holds it), read instead of the files.
     """
     popularity = model.catalog.popularity
     long_tail = model.catalog.long_tail.astype(bool)
     gated = model.regularizer.config.gate != "none"
     names = _ROW_FEATURES + _PROBE_FEATURES + (_TEACHER_FEATURES if gated else ())
-    split = InMemorySplit.load(prepared_dir, "train", _ROLES, names, max_records=max_examples)
-    columns = {name: value.numpy() for name, value in split.columns.items()}
+    if split is None:
+        split = InMemorySplit.load(prepared_dir, "train", _ROLES, names, max_records=max_examples)
+    elif max_examples is not None:
+        raise ValueError("pair_diagnostics: pass max_examples or an in-memory split, not both.")
+    columns = {name: split.columns[name].numpy() for name in names}
     cold = columns[schema.COLD_START].astype(bool)
     history_length = columns[schema.HISTORY_LENGTH]
 
@@ -122,3 +133,43 @@ def pair_diagnostics(model, prepared_dir: str, *, batch_size: int = 4096,
                 | long_tail[columns[schema.PROBE_ITEM_J][rows, slots]])
         out["probe_accuracy"] = _segments(correct, cold[rows], tail, "accuracy", "probes")
     return out
+
+
+def finite(value):
+    """``value`` (nested dicts and lists) with NaN and infinities as ``None`` (JSON ``null``)."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def save(path: str, diagnostics: dict) -> None:
+    """Writes ``diagnostics`` (of :func:`pair_diagnostics`) to the JSON file ``path``."""
+    import tensorflow as tf
+
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(json.dumps(finite(diagnostics), indent=2) + "\n")
+
+
+def load(path: str) -> dict | None:
+    """The diagnostics :func:`save` wrote to ``path``; ``None`` when there is no such file (older runs).
+
+    Raises ``ValueError`` naming the file when it holds anything else.
+    """
+    import tensorflow as tf
+
+    if not tf.io.gfile.exists(path):
+        return None
+    with tf.io.gfile.GFile(path) as f:
+        text = f.read()
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not (isinstance(value, dict) and set(value) == {"gate", "probe_accuracy"}):
+        raise ValueError(f"{path} is damaged (not the diagnostics that `tfrs-selreg train` writes); delete it and "
+                         "`tfrs-selreg evaluate` computes them from the training split.")
+    return value

@@ -58,7 +58,12 @@ def per_user_path(run_dir: str, split: str) -> str:
 
 def evaluate(run_dir: str, split: str = "test", *, prepared_dir: str | None = None, batch_users: int = 256,
              with_diagnostics: bool = True, max_diagnostic_examples: int | None = None) -> dict:
-    """Evaluates the run in ``run_dir`` on ``split`` (``val`` or ``test``); writes and returns the metrics."""
+    """Evaluates the run in ``run_dir`` on ``split`` (``val`` or ``test``); writes and returns the metrics.
+
+    The diagnostics are the ones ``train`` saved with the final weights (``diagnostics.json``; the prepared
+    folder is the same preparation, which ``load_run`` checks); they are computed from the training split
+    only for a run without that file or with ``max_diagnostic_examples``.
+    """
     config, model = run_lib.load_run(run_dir, prepared_dir)
     prepared = prepared_dir or config.prepared
     data = PreparedData(prepared)
@@ -68,7 +73,13 @@ def evaluate(run_dir: str, split: str = "test", *, prepared_dir: str | None = No
                     "gate": config.regularizer.gate}
     result.update({name: segments[name].summary() for name in SEGMENTS})
     if with_diagnostics:
-        result["diagnostics"] = diagnostics.pair_diagnostics(model, prepared, max_examples=max_diagnostic_examples)
+        try:
+            saved = (diagnostics.load(os.path.join(run_dir, run_lib.DIAGNOSTICS_FILE))
+                     if max_diagnostic_examples is None else None)
+        except ValueError as e:
+            raise run_lib.RunFolderError(str(e)) from None
+        result["diagnostics"] = saved or diagnostics.pair_diagnostics(model, prepared,
+                                                                      max_examples=max_diagnostic_examples)
     return _write(result, segments, run_dir, split)
 
 
@@ -125,7 +136,7 @@ def evaluate_fusion(run_dir: str, output_dir: str, split: str = "test", *, prepa
 
 
 def _write(result: dict, segments: dict, run_dir: str, split: str) -> dict:
-    text = json.dumps(_finite(result), indent=2) + "\n"
+    text = json.dumps(diagnostics.finite(result), indent=2) + "\n"
     paths = [metrics_path(run_dir, split)] + ([os.path.join(run_dir, "metrics.json")] if split == "test" else [])
     for path in paths:
         with tf.io.gfile.GFile(path, "w") as f:
@@ -139,17 +150,6 @@ def _write(result: dict, segments: dict, run_dir: str, split: str) -> dict:
     with tf.io.gfile.GFile(per_user_path(run_dir, split), "wb") as f:
         f.write(buffer.getvalue())
     return result
-
-
-def _finite(value):
-    """NaN (a segment without users) as JSON ``null``."""
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
 
 
 def _number(value, spec: str) -> str:
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print(f"{args.run} fused with the embedding teacher (betas by popularity quartile "
               f"{result['fusion']['betas']}, fitted on val), split {args.split}:")
-        print(format_table(_finite(result)))
+        print(format_table(diagnostics.finite(result)))
         print("\nmodel vs teacher on validation pairs:")
         print(fusion.format_disagreement(result["fusion"]["disagreement"]))
         return 0
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"tfrs-selreg evaluate: {e}", file=sys.stderr)
             return 2
         print(f"reference {args.reference} on {args.prepared}, split {args.split}:")
-        print(format_table(_finite(result)))
+        print(format_table(diagnostics.finite(result)))
         return 0
     try:
         result = evaluate(args.run, args.split, prepared_dir=args.prepared, batch_users=args.batch_users,
@@ -226,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tfrs-selreg evaluate: {e}", file=sys.stderr)
         return 2
     print(f"{args.run} ({result['backbone']}, gate {result['gate']}), split {args.split}:")
-    print(format_table(_finite(result)))
+    print(format_table(diagnostics.finite(result)))
     return 0
 
 

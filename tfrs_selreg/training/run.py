@@ -9,6 +9,7 @@
       checkpoints/epoch-NNN.*  weights after each epoch
       backup/                BackupAndRestore state while training runs (deleted when it ends)
       prepared.json          the prepared folder trained on and its fingerprint (PreparedData.fingerprint)
+      diagnostics.json       gate and teacher diagnostics of the final weights (evaluation.diagnostics)
       metrics*.json, per_user-*.npz   written by `tfrs-selreg evaluate`
 """
 
@@ -29,8 +30,10 @@ LOGS_DIR = "logs"
 CHECKPOINTS_DIR = "checkpoints"
 BACKUP_DIR = "backup"
 PREPARED_FILE = "prepared.json"
+DIAGNOSTICS_FILE = "diagnostics.json"
 # Everything the layout above names: what replacing a run removes (nothing else in the folder is touched).
 RUN_OUTPUTS = (CONFIG_FILE, HISTORY_FILE, RUN_FILE, MODEL_DIR, LOGS_DIR, CHECKPOINTS_DIR, BACKUP_DIR, PREPARED_FILE,
+               DIAGNOSTICS_FILE,
                "metrics.json", "metrics-*.json", "per_user-*.npz")
 
 

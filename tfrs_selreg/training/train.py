@@ -13,7 +13,8 @@ The run is ``model.fit`` on the ``tf.data`` pipeline of the training split, with
 - per-epoch checkpoints, TensorBoard logs and ``history.json``.
 
 The run folder layout is in :mod:`tfrs_selreg.training.run`; the final weights are the best validation
-epoch's.
+epoch's, and the gate and teacher diagnostics of those weights (:mod:`tfrs_selreg.evaluation.diagnostics`)
+are written next to them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from tfrs_selreg.data import in_memory as in_memory_lib
 from tfrs_selreg.data import input_fn, schema
 from tfrs_selreg.data.item_embeddings import ItemEmbeddingsError
 from tfrs_selreg.data.prepared import STATS_FILE, PreparedData, PreparedFolderError
+from tfrs_selreg.evaluation import diagnostics
 from tfrs_selreg.evaluation.ranking import RankingEvaluator
 from tfrs_selreg.models import BACKBONES, build_model, item_init
 from tfrs_selreg.regularizer import GATE_MODES
@@ -155,10 +157,11 @@ def train(config: TrainConfig, *, verbose: int = 1, overwrite: bool = False) -> 
     options = tf.data.Options()
     # Shards are few and uneven; every worker reads them all and keeps its share of the batches.
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    split = _in_memory(config, spec, train_examples, strategy)
     dataset = input_fn.make_dataset(
         config.prepared, "train", batch_size=config.batch_size, shuffle=True, seed=config.seed,
         repeat=True, drop_remainder=True, shuffle_buffer=config.shuffle_buffer,
-        in_memory=_in_memory(config, spec, train_examples, strategy)).with_options(options)
+        in_memory=split).with_options(options)
 
     evaluator = RankingEvaluator(data, "val", spec.history_length, max_users=config.validation_max_users,
                                  seed=config.seed)
@@ -188,6 +191,10 @@ def train(config: TrainConfig, *, verbose: int = 1, overwrite: bool = False) -> 
         # The best epoch was trained before a restart, so EarlyStopping never held its weights.
         model.load_weights(run_lib.checkpoint_path(config.output, best["epoch"])).expect_partial()
     model.save_weights(os.path.join(run_dir, run_lib.WEIGHTS))
+    if worker.is_chief:
+        # Once, with the final weights and the split already in memory, not in every evaluation.
+        diagnostics.save(os.path.join(run_dir, run_lib.DIAGNOSTICS_FILE),
+                         diagnostics.pair_diagnostics(model, config.prepared, split=split))
 
     trained_epochs = len([e for e in entries if e["epoch"] >= first_epoch])
     result = RunResult(
