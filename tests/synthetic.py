@@ -117,19 +117,25 @@ def make_prepared(
     with open(os.path.join(directory, prepared.USERS_FILE), "w", encoding="utf-8") as f:
         f.writelines(json.dumps({k: v for k, v in row.items() if k != "cluster"}) + "\n" for row in users)
 
-    popular_pool = catalog[: max(2, n_items // 5)]
+    # Index arrays (raw order; the popular pool in catalog order) keep large catalogs fast.
+    raw_index = {item: i for i, item in enumerate(raw_items)}
+    popular_pool = np.array([raw_index[i] for i in catalog[: max(2, n_items // 5)]])
     records = {split: [] for split in schema.SPLITS}
     joined = {"teacher": 0, "probe": 0}  # pair slots written (prepare counts joined label rows)
     for row in users:
         user_id, train = row["user_id"], row["train_items"]
-        liked = {i for i in raw_items if cluster_of[i] == row["cluster"]}
         oracle = teacher == "oracle" or (teacher == "cold_oracle" and row["cold_start"])
-        held_out = set(row["val_items"]) | set(row["test_items"])
-        allowed = [i for i in raw_items if i not in held_out]
+        allowed = np.ones(n_items, bool)
+        allowed[[raw_index[i] for i in row["val_items"] + row["test_items"]]] = False
+        liked = item_cluster == row["cluster"]
+        unseen = allowed.copy()
+        unseen[[raw_index[i] for i in train]] = False
+        pools = _Pools(raw_items, good=np.flatnonzero(allowed & liked), other=np.flatnonzero(allowed & ~liked),
+                       unseen=np.flatnonzero(unseen), unseen_popular=popular_pool[unseen[popular_pool]])
         for position, item in enumerate(train):
             n_pairs = teacher_pairs if position % 3 else teacher_pairs // 2
-            pairs = _teacher_pairs(rng, allowed, liked, n_pairs, oracle)
-            probes = _probe_pairs(rng, train, allowed, popular_pool, probe_pairs, oracle)
+            pairs = _teacher_pairs(rng, pools, n_pairs, oracle)
+            probes = _probe_pairs(rng, train, pools, probe_pairs, oracle)
             joined["teacher"] += len(pairs)
             joined["probe"] += len(probes)
             records["train"].append((user_id, examples.make_example(
@@ -175,30 +181,36 @@ def make_prepared(
     return directory
 
 
-def _teacher_pairs(rng, allowed, liked, n, oracle):
-    """``n`` rows ``(item_i, item_j, pref, confidence)``, each opposing an item of ``liked`` to another one."""
-    good_items = [i for i in allowed if i in liked]
-    other = [i for i in allowed if i not in liked]
+class _Pools:
+    """One user's candidate items, as indices into ``raw_items`` in raw order (``unseen_popular``: catalog order)."""
+
+    def __init__(self, raw_items, **pools):
+        self.raw_items = raw_items
+        self.__dict__.update(pools)
+
+    def draw(self, rng, name):
+        pool = getattr(self, name)
+        return self.raw_items[pool[rng.integers(len(pool))]]
+
+
+def _teacher_pairs(rng, pools, n, oracle):
+    """``n`` rows ``(item_i, item_j, pref, confidence)``, each opposing an item the user likes to another one."""
     rows = []
-    for _ in range(n if good_items and other else 0):
-        good, bad = good_items[rng.integers(len(good_items))], other[rng.integers(len(other))]
+    for _ in range(n if len(pools.good) and len(pools.other) else 0):
+        good, bad = pools.draw(rng, "good"), pools.draw(rng, "other")
         good_first = rng.random() < 0.5
         pref = (0.9 if good_first else 0.1) if oracle else float(rng.random())
         rows.append((good, bad, pref, abs(2 * pref - 1)) if good_first else (bad, good, pref, abs(2 * pref - 1)))
     return rows
 
 
-def _probe_pairs(rng, train, allowed, popular_pool, n, oracle):
+def _probe_pairs(rng, train, pools, n, oracle):
     """``n`` rows ``(item_i, item_j, pref, confidence, truth)``: a training item against an unseen one."""
-    seen = set(train)
-    allowed_set = set(allowed)
-    unseen_popular = [i for i in popular_pool if i not in seen and i in allowed_set]
-    unseen = [i for i in allowed if i not in seen]
     rows = []
     for _ in range(n):
         positive = train[rng.integers(len(train))]
-        pool = unseen_popular if unseen_popular and rng.random() < 0.5 else unseen
-        negative = pool[rng.integers(len(pool))]
+        name = "unseen_popular" if len(pools.unseen_popular) and rng.random() < 0.5 else "unseen"
+        negative = pools.draw(rng, name)
         truth = int(rng.random() < 0.5)
         pref = (0.9 if truth else 0.1) if oracle else float(rng.random())
         pair = (positive, negative) if truth else (negative, positive)
