@@ -12,7 +12,8 @@ that ``fit`` compiles (``make_train_function``):
   own input and feature cost;
 - ``none``, ``none (A/A)``: the project's backbone without teacher, twice (two models, two iterators):
   their ratio is the noise floor of the machine during this run;
-- the gate modes of ``--gates``, on the backbone of ``--backbone``.
+- the gate modes of ``--gates``, on the backbone of ``--backbone``, with the ``TrainConfig`` overrides of
+  ``--set`` (e.g. ``--set regularizer.budget=256``).
 
 The project's contenders use the training optimizer (:mod:`tfrs_selreg.training.optimizer`); the ids-only
 model uses ``tf.keras.optimizers.Adam`` as the tutorials do.
@@ -47,8 +48,9 @@ import tensorflow_recommenders as tfrs
 from tfrs_selreg.data import in_memory as in_memory_lib
 from tfrs_selreg.data import input_fn, schema
 from tfrs_selreg.data.prepared import PreparedData
-from tfrs_selreg.models import BACKBONES, ModelConfig, build_model
-from tfrs_selreg.regularizer import GATE_MODES, RegularizerConfig
+from tfrs_selreg.models import BACKBONES, build_model
+from tfrs_selreg.regularizer import GATE_MODES
+from tfrs_selreg.training import config as config_lib
 from tfrs_selreg.training.config import TrainConfig
 from tfrs_selreg.training.optimizer import make_optimizer
 
@@ -114,12 +116,15 @@ def _ids_only(data: PreparedData, batch_size: int, seed: int) -> Contender:
 
 
 def _project(data: PreparedData, backbone: str, gate: str, batch_size: int, seed: int,
-             in_memory: in_memory_lib.InMemorySplit | None, projection_dim: int | None = None) -> Contender:
+             in_memory: in_memory_lib.InMemorySplit | None, projection_dim: int | None = None,
+             overrides: dict | None = None) -> Contender:
     tf.keras.utils.set_random_seed(seed)
-    config = ModelConfig(backbone=backbone)
+    config = config_lib.resolve(overrides={**(overrides or {}), "model.backbone": backbone, "regularizer.gate": gate})
+    model_config = config.model
     if projection_dim:
-        config = dataclasses.replace(config, dcn=dataclasses.replace(config.dcn, projection_dim=projection_dim))
-    model = build_model(config, data, RegularizerConfig(gate=gate))
+        model_config = dataclasses.replace(model_config,
+                                           dcn=dataclasses.replace(model_config.dcn, projection_dim=projection_dim))
+    model = build_model(model_config, data, config.regularizer)
     ds = input_fn.make_dataset(data.directory, "train", batch_size=batch_size, shuffle=True, seed=seed,
                                repeat=True, drop_remainder=True, in_memory=in_memory)
     return Contender(model, ds, make_optimizer(1e-3))
@@ -141,6 +146,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--dcn-projection-dim", type=int, nargs="*", default=[],
                    help="with --backbone dcn: also time `none` with low-rank cross layers of these ranks")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="TrainConfig override for the --gates contenders, e.g. regularizer.budget=256")
     p.add_argument("--no-ids-only", action="store_true", help="leave out the ids-only reference")
     p.add_argument("--json", help="also write the results to this file")
     args = p.parse_args(argv)
@@ -157,8 +164,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         contenders[IDS_ONLY] = _ids_only(data, args.batch_size, args.seed)
     contenders["none"] = _project(data, args.backbone, "none", args.batch_size, args.seed, cached)
     contenders[AA] = _project(data, args.backbone, "none", args.batch_size, args.seed, cached)
+    overrides = config_lib.parse_sets(args.set)
     for gate in args.gates:
-        contenders[gate] = _project(data, args.backbone, gate, args.batch_size, args.seed, cached)
+        contenders[gate] = _project(data, args.backbone, gate, args.batch_size, args.seed, cached, overrides=overrides)
     for rank in args.dcn_projection_dim if args.backbone == "dcn" else ():
         contenders[f"none rank {rank}"] = _project(data, args.backbone, "none", args.batch_size, args.seed, cached,
                                                    projection_dim=rank)

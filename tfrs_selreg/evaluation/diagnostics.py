@@ -13,8 +13,8 @@ parsed once (:class:`~tfrs_selreg.data.in_memory.InMemorySplit`), pairs are de-d
 scoring, and only the distinct teacher pairs are scored; probe accuracy needs no model at all.
 
 ``tfrs-selreg train`` computes them once, on the split it already holds in memory, when the final weights
-are saved, and writes them into the run folder (``diagnostics.json``, :func:`save`); ``tfrs-selreg evaluate`` reads that file
-(:func:`load`) instead of parsing the training split again for every evaluated split.
+are saved, and writes them into the run folder (``diagnostics.json``, :func:`save`); ``tfrs-selreg
+evaluate`` reads that file (:func:`load`) instead of parsing the training split again for every split.
 """
 
 from __future__ import annotations

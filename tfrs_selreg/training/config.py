@@ -160,6 +160,23 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """``--set KEY=VALUE`` items as dotted-key overrides for :func:`resolve` (values parsed as YAML)."""
+    import yaml
+
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. model.dcn.num_negatives=8.")
+        try:
+            overrides[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--set {item!r}: the value is not valid YAML ({' '.join(str(e).split())}); "
+                             "quote strings that hold ':' or '#'.") from None
+    return overrides
+
+
 def resolve(path: str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Defaults, then the file at ``path``, then ``overrides`` (dotted keys)."""
     values = load_file(path) if path else {}

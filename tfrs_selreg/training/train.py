@@ -26,10 +26,8 @@ import math
 import os
 import sys
 import time
-from typing import Any
 
 import tensorflow as tf
-import yaml
 
 from tfrs_selreg import flags
 from tfrs_selreg.data import in_memory as in_memory_lib
@@ -262,16 +260,7 @@ _FLAGS = {
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """Defaults, then ``--config``, then ``--set`` overrides, then the named flags."""
-    overrides: dict[str, Any] = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. model.dcn.num_negatives=8.")
-        try:
-            overrides[key] = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            raise ValueError(f"--set {item!r}: the value is not valid YAML ({' '.join(str(e).split())}); "
-                             "quote strings that hold ':' or '#'.") from None
+    overrides = config_lib.parse_sets(args.set)
     overrides.update({field: getattr(args, flag) for flag, field in _FLAGS.items()
                       if getattr(args, flag) is not None})
     return config_lib.resolve(args.config, overrides)
