@@ -126,7 +126,8 @@ def _project(data: PreparedData, backbone: str, gate: str, batch_size: int, seed
                                            dcn=dataclasses.replace(model_config.dcn, projection_dim=projection_dim))
     model = build_model(model_config, data, config.regularizer)
     ds = input_fn.make_dataset(data.directory, "train", batch_size=batch_size, shuffle=True, seed=seed,
-                               repeat=True, drop_remainder=True, in_memory=in_memory)
+                               include_training_only=config.regularizer.uses_teacher, repeat=True,
+                               drop_remainder=True, in_memory=in_memory)
     return Contender(model, ds, make_optimizer(1e-3))
 
 

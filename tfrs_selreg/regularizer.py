@@ -141,6 +141,11 @@ class RegularizerConfig:
     item_gradient_min_weight: float = 0.0
     pairs: str = "within_group"
 
+    @property
+    def uses_teacher(self) -> bool:
+        """Whether the loss reads the training-only teacher and probe features (every gate but ``none``)."""
+        return self.gate != "none"
+
     def __post_init__(self) -> None:
         if self.gate not in GATE_MODES:
             raise ValueError(f"RegularizerConfig.gate: {self.gate!r} is not a gate mode; use one of {GATE_MODES}.")
@@ -266,7 +271,7 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
     def call(self, batch: Mapping[str, tf.Tensor], pair_score_fn: PairScoreFn, item_index_fn: ItemIndexFn,
              training: Any = None) -> dict[str, tf.Tensor]:
         zero = tf.zeros([], tf.float32)
-        if self.config.gate == "none":
+        if not self.config.uses_teacher:
             return {key: zero for key in OUTPUT_KEYS}
         pref = tf.cast(batch[schema.TEACHER_PREF], tf.float32)
         real = tf.cast(batch[schema.TEACHER_MASK], tf.float32) > 0
@@ -319,7 +324,7 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
         Scores every ordered pair, without budget: not for the training step.
         """
         pref = tf.cast(batch[schema.TEACHER_PREF], tf.float32)
-        if self.config.gate == "none":
+        if not self.config.uses_teacher:
             return tf.zeros_like(pref)
         ordered = (tf.cast(batch[schema.TEACHER_MASK], tf.float32) > 0) & tf.not_equal(pref, 0.5)
         if self.config.pairs != "all":

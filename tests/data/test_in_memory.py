@@ -74,10 +74,16 @@ def test_a_batch_larger_than_the_split_is_a_clear_error(prepared, split):
                               repeat=True, drop_remainder=True, in_memory=split)
 
 
-def test_in_memory_features_must_match_the_roles(prepared):
+def test_in_memory_features_must_cover_the_roles(prepared, split):
     serving_only = InMemorySplit.load(prepared, "train", (schema.ROLE_SERVING,))
-    with pytest.raises(ValueError, match="same split and roles"):
+    with pytest.raises(ValueError, match="with these roles at least"):
         input_fn.make_dataset(prepared, "train", batch_size=4, shuffle=False, seed=None, in_memory=serving_only)
+    # A split holding more roles gives the batches of the roles asked for only (a `none` run reads no teacher).
+    batch = next(iter(input_fn.make_dataset(prepared, "train", batch_size=4, shuffle=False, seed=None,
+                                            include_training_only=False, in_memory=split)))
+    expected = input_fn.feature_spec(schema.Schema.load(prepared), (schema.ROLE_SERVING, schema.ROLE_EXAMPLE))
+    assert set(batch) == set(expected) and schema.TEACHER_PREF in split.columns
+    np.testing.assert_array_equal(batch[schema.ITEM_ID], split.columns[schema.ITEM_ID][:4])
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)

@@ -109,6 +109,7 @@ class InMemorySplit:
                                         else np.zeros([0, *f.shape], dtype))
         return cls(columns, tuple(sizes))
 
-    def rows(self, rows: tf.Tensor) -> dict[str, tf.Tensor]:
-        """The batch of row numbers ``rows [B]``: ``{feature: [B, *shape]}``."""
-        return {name: tf.gather(column, rows) for name, column in self.columns.items()}
+    def rows(self, rows: tf.Tensor, names: Sequence[str] | None = None) -> dict[str, tf.Tensor]:
+        """The batch of row numbers ``rows [B]``: ``{feature: [B, *shape]}`` for the features ``names``
+        (default: all)."""
+        return {name: tf.gather(self.columns[name], rows) for name in (self.columns if names is None else names)}

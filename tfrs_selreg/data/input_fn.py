@@ -82,8 +82,9 @@ def make_dataset(
       drop_remainder: drop a last partial batch.
       shuffle_buffer: examples in the shuffle buffer.
       in_memory: this split already parsed (:class:`~tfrs_selreg.data.in_memory.InMemorySplit`, with the
-        features of the same roles): batches are gathered from its columns (ids as indices) and no record
-        is read again. ``shuffle`` is then a uniform permutation of all examples per pass (no buffer).
+        features of these roles at least): batches are gathered from its columns of these roles (ids as
+        indices) and no record is read again. ``shuffle`` is then a uniform permutation of all examples
+        per pass (no buffer).
     """
     if include_training_only is None:
         include_training_only = split == "train"
@@ -108,18 +109,18 @@ def make_dataset(
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
         ds = ds.map(lambda records: tf.io.parse_example(records, spec), num_parallel_calls=tf.data.AUTOTUNE)
         return ds.prefetch(tf.data.AUTOTUNE)
-    if len(in_memory.file_sizes) != len(files) or set(in_memory.columns) != set(spec):
+    if len(in_memory.file_sizes) != len(files) or not set(spec) <= set(in_memory.columns):
         raise ValueError(f"in_memory holds {len(in_memory.file_sizes)} file(s) with features "
                          f"{sorted(in_memory.columns)}; {prepared_dir!r} split {split!r} has {len(files)} with "
-                         f"{sorted(spec)}: load it from the same split and roles.")
-    return _in_memory_batches(in_memory, batch_size=batch_size, shuffle=shuffle, seed=seed, repeat=repeat,
-                              drop_remainder=drop_remainder)
+                         f"{sorted(spec)}: load it from the same split, with these roles at least.")
+    return _in_memory_batches(in_memory, tuple(spec), batch_size=batch_size, shuffle=shuffle, seed=seed,
+                              repeat=repeat, drop_remainder=drop_remainder)
 
 
-def _in_memory_batches(in_memory: InMemorySplit, *, batch_size: int, shuffle: bool, seed: int | None,
-                       repeat: bool, drop_remainder: bool) -> tf.data.Dataset:
-    """Batches gathered from ``in_memory``'s columns; with ``shuffle`` a new uniform permutation of all
-    rows every pass (pass ``e`` uses the stateless seed ``(seed, e)``).
+def _in_memory_batches(in_memory: InMemorySplit, names: Sequence[str], *, batch_size: int, shuffle: bool,
+                       seed: int | None, repeat: bool, drop_remainder: bool) -> tf.data.Dataset:
+    """Batches of the columns ``names`` gathered from ``in_memory``; with ``shuffle`` a new uniform
+    permutation of all rows every pass (pass ``e`` uses the stateless seed ``(seed, e)``).
 
     Every ``tf.data`` element is a whole batch of row numbers: tf.data's per-element cost (about 10 us
     per record for interleave + shuffle on 2 cores) would otherwise be most of the input's cost.
@@ -142,7 +143,7 @@ def _in_memory_batches(in_memory: InMemorySplit, *, batch_size: int, shuffle: bo
         return batches
 
     passes = tf.data.Dataset.range(2**62 if repeat else 1)
-    ds = passes.flat_map(one_pass).map(in_memory.rows, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = passes.flat_map(one_pass).map(lambda rows: in_memory.rows(rows, names), num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

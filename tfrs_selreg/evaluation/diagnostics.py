@@ -100,7 +100,7 @@ def pair_diagnostics(model, prepared_dir: str, *, batch_size: int = 4096, max_ex
     """
     popularity = model.catalog.popularity
     long_tail = model.catalog.long_tail.astype(bool)
-    gated = model.regularizer.config.gate != "none"
+    gated = model.regularizer.config.uses_teacher
     names = _ROW_FEATURES + _PROBE_FEATURES + (_TEACHER_FEATURES if gated else ())
     if split is None:
         split = InMemorySplit.load(prepared_dir, "train", _ROLES, names, max_records=max_examples)

@@ -171,7 +171,7 @@ class RecommenderModel(tfrs.Model):
         """``L = rec_loss + teacher_lambda * teacher_loss + gate_loss``; updates one metric per term."""
         terms = self.loss_terms(inputs, training=training)
         # Without a teacher the regularizer's terms are constant 0, and a Mean never updated reads 0.
-        keys = (TOTAL_LOSS, REC_LOSS) if self.regularizer.config.gate == "none" else LOSS_KEYS
+        keys = LOSS_KEYS if self.regularizer.config.uses_teacher else (TOTAL_LOSS, REC_LOSS)
         for key in keys:
             self._trackers[key].update_state(terms[key])
         return terms[TOTAL_LOSS]

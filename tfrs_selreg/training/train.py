@@ -158,8 +158,8 @@ def train(config: TrainConfig, *, verbose: int = 1, overwrite: bool = False) -> 
     split = _in_memory(config, spec, train_examples, strategy)
     dataset = input_fn.make_dataset(
         config.prepared, "train", batch_size=config.batch_size, shuffle=True, seed=config.seed,
-        repeat=True, drop_remainder=True, shuffle_buffer=config.shuffle_buffer,
-        in_memory=split).with_options(options)
+        include_training_only=config.regularizer.uses_teacher, repeat=True, drop_remainder=True,
+        shuffle_buffer=config.shuffle_buffer, in_memory=split).with_options(options)
 
     evaluator = RankingEvaluator(data, "val", spec.history_length, max_users=config.validation_max_users,
                                  seed=config.seed)
