@@ -94,6 +94,29 @@ def test_two_tower_embeddings(data, batch):
                                model.item_embedding(batch[schema.ITEM_ID]).numpy(), rtol=1e-6, atol=1e-7)
 
 
+def test_two_tower_query_tower_equals_the_projection_of_the_concatenated_features(data, batch):
+    """``W_u e_user + mean(W_h f) + b`` is ``Dense([e_user ; mean f])``, in values and in every gradient."""
+    tf.keras.utils.set_random_seed(3)
+    model = build_model(ModelConfig(backbone="two_tower", **SMALL), data)
+    index = model.item_index(batch[schema.ITEM_ID])
+    weights = tf.random.stateless_normal([16, 8], [5, 6])
+    with tf.GradientTape(persistent=True) as tape:
+        state, positives = model._query_tower(batch, items=index)
+        query, reference_positives = model.query(batch, items=index)
+        reference = model.query_projection(query)
+        loss = tf.reduce_sum(state * weights) + tf.reduce_sum(positives)
+        loss_reference = tf.reduce_sum(reference * weights) + tf.reduce_sum(reference_positives)
+    np.testing.assert_allclose(state.numpy(), reference.numpy(), atol=1e-6)
+    np.testing.assert_allclose(model.user_embedding(batch).numpy(), reference.numpy(), atol=1e-6)
+    variables = model.trainable_weights
+    for v, a, b in zip(variables, tape.gradient(loss, variables), tape.gradient(loss_reference, variables)):
+        if a is None or b is None:
+            assert a is None and b is None, v.name
+            continue
+        np.testing.assert_allclose(tf.convert_to_tensor(a).numpy(), tf.convert_to_tensor(b).numpy(), atol=1e-5,
+                                   err_msg=v.name)
+
+
 @pytest.mark.parametrize("logq", [True, False])
 def test_two_tower_loss_by_hand(data, logq):
     """In-batch softmax: logits q.c - log Q(c), a repeated positive is no negative, mean over the batch."""

@@ -106,12 +106,15 @@ class RecommenderModel(tfrs.Model):
         item_ids = tf.convert_to_tensor(item_ids)
         return tf.cast(item_ids, tf.int64) if item_ids.dtype.is_integer else self.item_lookup(item_ids)
 
-    def query(self, features: Features, items: tf.Tensor | None = None) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor]:
+    def query(self, features: Features, items: tf.Tensor | None = None,
+              history_projection: tf.Tensor | None = None) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor]:
         """``[B, 4 d]`` query features from ``user_id [B]`` and ``history [B, L]`` (ids or indices); with item
-        indices ``items`` also their item features, from the same distinct-item pass."""
+        indices ``items`` also their item features, from the same distinct-item pass; ``history_projection``
+        as in :class:`~tfrs_selreg.models.features.QueryFeatures`."""
         history = tf.convert_to_tensor(features[schema.HISTORY])
         mask = history > 0 if history.dtype.is_integer else tf.not_equal(history, "")
-        return self.query_features(features[schema.USER_ID], self.item_index(history), mask, items=items)
+        return self.query_features(features[schema.USER_ID], self.item_index(history), mask, items=items,
+                                   history_projection=history_projection)
 
     def scorer(self, features: Features, training: bool = False) -> Callable[[tf.Tensor], tf.Tensor]:
         """Item ids ``[B, n]`` -> logits ``[B, n]`` of ``features``' users (user side computed once)."""

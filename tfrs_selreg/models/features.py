@@ -107,17 +107,24 @@ class QueryFeatures(tf.keras.layers.Layer):
         return tf.cast(user_id, tf.int64) if user_id.dtype.is_integer else self.user_lookup(user_id)
 
     def call(self, user_id: tf.Tensor, history_index: tf.Tensor, history_mask: tf.Tensor,
-             items: tf.Tensor | None = None) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor]:
+             items: tf.Tensor | None = None,
+             history_projection: tf.Tensor | None = None) -> tf.Tensor | tuple[tf.Tensor, tf.Tensor]:
         """The query features; with ``items`` (indices ``[...]``) also their :class:`ItemFeatures`
-        ``[..., 3 d]``, computed in the same pass over the distinct items as the history's."""
+        ``[..., 3 d]``, computed in the same pass over the distinct items as the history's.
+
+        With ``history_projection`` (a ``[3 d, k]`` matrix ``P``) the history part is the mean of the
+        projected item features, ``mean_h f(h) P`` (``[B, d + k]`` in all): the mean is linear, so this is
+        ``(mean_h f(h)) P``, but the mean gathers and back-propagates ``k``-wide rows instead of ``3 d``-wide.
+        """
         flat_history = tf.reshape(tf.cast(history_index, tf.int32), [-1])
         flat_items = tf.zeros([0], tf.int32) if items is None else tf.reshape(tf.cast(items, tf.int32), [-1])
         unique, position = tf.unique(tf.concat([flat_history, flat_items], axis=0))
         features = self.item_features.distinct(unique)
+        history_rows = features if history_projection is None else tf.linalg.matmul(features, history_projection)
         # Real slots in row-major order: their rows are sorted, as the segment mean needs.
         slots = tf.cast(tf.where(tf.reshape(history_mask, [-1])), tf.int32)[:, 0]
         length = tf.shape(history_index)[1]
-        history_mean = tf.sparse.segment_mean(features, tf.gather(position, slots), slots // length,
+        history_mean = tf.sparse.segment_mean(history_rows, tf.gather(position, slots), slots // length,
                                               num_segments=tf.shape(history_index)[0])
         query = tf.concat([self.user_embedding(self.user_index(user_id)), history_mean], axis=-1)
         if items is None:

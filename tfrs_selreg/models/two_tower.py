@@ -1,8 +1,10 @@
 """Two-tower retrieval: in-batch softmax with log-Q correction and accidental-hit removal.
 
-Query tower: ``q(u) = W_q [e_user(u) ; mean_{h in H_L(u)} f(h)]`` and candidate tower
+Query tower: ``q(u) = W_q [e_user(u) ; mean_{h in H_L(u)} f(h)] + b_q`` and candidate tower
 ``c(i) = W_c f(i)`` with ``f`` the item features (id, title tokens, categories; see
-:mod:`tfrs_selreg.models.features`). The score is ``s(u, i) = q(u) . c(i)``.
+:mod:`tfrs_selreg.models.features`). The score is ``s(u, i) = q(u) . c(i)``. With ``W_q = [W_u ; W_h]``
+split by rows, ``q(u)`` is computed as ``W_u e_user(u) + mean_h (W_h f(h)) + b_q``: the same value (the
+mean is linear), with the history mean over ``d``-wide instead of ``3 d``-wide rows.
 
 ``L_rec`` is ``tfrs.tasks.Retrieval``'s in-batch softmax, averaged over the batch: for row ``b`` with
 positive ``i_b`` the logits are ``s(u_b, i_k) - log Q(i_k)`` over the batch's candidates ``k``, with
@@ -29,6 +31,8 @@ class TwoTowerModel(RecommenderModel):
         super().__init__(*args, **kwargs)
         d = self.config.embedding_dim
         self.query_projection = tf.keras.layers.Dense(d, name="query_projection")
+        # Its kernel is applied in two row blocks (user_embedding), never through __call__.
+        self.query_projection.build(tf.TensorShape([None, self.query_features.output_dim]))
         self.candidate_projection = tf.keras.layers.Dense(d, name="candidate_projection")
         options = self.config.two_tower
         self._sampling_probability = tf.constant(self.catalog.sampling_probability, tf.float32)
@@ -41,7 +45,16 @@ class TwoTowerModel(RecommenderModel):
 
     def user_embedding(self, features: Features) -> tf.Tensor:
         """``q(u)`` ``[B, d]`` from ``user_id`` and ``history``."""
-        return self.query_projection(self.query(features))
+        return self._query_tower(features)
+
+    def _query_tower(self, features: Features, items: tf.Tensor | None = None):
+        """``q(u)`` (and, with item indices ``items``, their item features) as the module docstring computes it."""
+        d = self.config.embedding_dim
+        kernel = self.query_projection.kernel
+        out = self.query(features, items=items, history_projection=kernel[d:])
+        query = out if items is None else out[0]
+        state = tf.linalg.matmul(query[:, :d], kernel[:d]) + query[:, d:] + self.query_projection.bias
+        return state if items is None else (state, out[1])
 
     def item_embedding(self, item_ids: tf.Tensor) -> tf.Tensor:
         """``c(i)`` ``[..., d]`` of item ids (string, any shape)."""
@@ -76,8 +89,7 @@ class TwoTowerModel(RecommenderModel):
     def training_state(self, features: Features, training: bool):
         # The positives' item features come from the history's distinct-item pass (one pass per step).
         index = self.item_index(features[schema.ITEM_ID])
-        query, positives = self.query(features, items=index)
-        state = self.query_projection(query)
+        state, positives = self._query_tower(features, items=index)
         return state, lambda: self._rec_loss(state, index, self.candidate_projection(positives))
 
     def rec_loss(self, features: Features, state: tf.Tensor, training: bool) -> tf.Tensor:
