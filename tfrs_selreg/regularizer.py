@@ -52,7 +52,7 @@ from typing import Any, Optional
 import numpy as np
 import tensorflow as tf
 
-from tfrs_selreg.data import schema
+from tfrs_selreg.data import labels, schema
 from tfrs_selreg.data.popularity import popularity_buckets
 from tfrs_selreg.layers.gate import SelectiveGate
 from tfrs_selreg.losses.pairwise import (
@@ -275,7 +275,7 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
             return {key: zero for key in OUTPUT_KEYS}
         pref = tf.cast(batch[schema.TEACHER_PREF], tf.float32)
         real = tf.cast(batch[schema.TEACHER_MASK], tf.float32) > 0
-        candidates = real if self.config.gate == "pointwise" else real & tf.not_equal(pref, 0.5)
+        candidates = real if self.config.gate == "pointwise" else real & labels.is_ordered(pref)
         if self.config.pairs != "all":
             candidates &= self._selected(batch, pref, item_index_fn)
         kept = budget_mask(candidates, batch[schema.TEACHER_CONFIDENCE], self.config.budget)
@@ -314,7 +314,7 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
                               for key in (schema.TEACHER_ITEM_I, schema.TEACHER_ITEM_J))
         if self.config.pairs == "within_group":
             return tf.equal(bucket_i, bucket_j)
-        return tf.where(pref > 0.5, bucket_i < bucket_j, bucket_j < bucket_i)
+        return tf.where(labels.prefers_i(pref), bucket_i < bucket_j, bucket_j < bucket_i)
 
     def pair_weights(self, batch: Mapping[str, tf.Tensor], pair_score_fn: PairScoreFn,
                      item_index_fn: ItemIndexFn) -> tf.Tensor:
@@ -326,7 +326,7 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
         pref = tf.cast(batch[schema.TEACHER_PREF], tf.float32)
         if not self.config.uses_teacher:
             return tf.zeros_like(pref)
-        ordered = (tf.cast(batch[schema.TEACHER_MASK], tf.float32) > 0) & tf.not_equal(pref, 0.5)
+        ordered = (tf.cast(batch[schema.TEACHER_MASK], tf.float32) > 0) & labels.is_ordered(pref)
         if self.config.pairs != "all":
             ordered &= self._selected(batch, pref, item_index_fn)
         positions = tf.where(ordered)
@@ -359,8 +359,8 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
         # Probe scores only feed the stop-gradient uncertainty feature: no backward pass through them.
         scores_i, scores_j = (tf.stop_gradient(s) for s in _score_pairs(pair_score_fn, probes))
         logits = self.gate(self._pair_features(batch, probes, scores_i, scores_j, item_index_fn), return_logits=True)
-        labels = tf.gather_nd(probe_correct, positions)
-        return _mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+        targets = tf.gather_nd(probe_correct, positions)
+        return _mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits))
 
     def _pair_features(self, batch: Mapping[str, tf.Tensor], pairs: _Pairs, scores_i: tf.Tensor,
                        scores_j: tf.Tensor, item_index_fn: ItemIndexFn) -> tf.Tensor:
@@ -444,6 +444,6 @@ def _probe_outcomes(batch: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tenso
     the gate estimates the teacher's accuracy on exactly the pairs it weights.
     """
     pref = tf.cast(batch[schema.PROBE_PREF], tf.float32)
-    ordered = (tf.cast(batch[schema.PROBE_MASK], tf.float32) > 0) & tf.not_equal(pref, 0.5)
-    correct = tf.equal(pref > 0.5, tf.cast(batch[schema.PROBE_TRUTH], tf.float32) > 0.5)
+    ordered = (tf.cast(batch[schema.PROBE_MASK], tf.float32) > 0) & labels.is_ordered(pref)
+    correct = labels.probe_correct(pref, tf.cast(batch[schema.PROBE_TRUTH], tf.float32))
     return ordered, tf.cast(correct, tf.float32)

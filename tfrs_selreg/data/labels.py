@@ -29,6 +29,31 @@ from tfrs_selreg.data import schema
 
 FIELDS = ("user_id", "item_i", "item_j", "pref", "confidence", "kind", "truth", "teacher")
 
+# The rules that read a label, used by the loss, the regularizer, the diagnostics and the teachers' manifest.
+# Each works elementwise on Python floats, NumPy arrays and tensors alike.
+TIE = 0.5
+
+
+def is_ordered(pref):
+    """A label orders its pair unless ``pref`` is exactly ``TIE`` (0.5): a tie is no pair and no probe."""
+    return pref != TIE
+
+
+def prefers_i(pref):
+    """The teacher prefers ``item_i``: ``pref > 0.5``."""
+    return pref > TIE
+
+
+def probe_correct(pref, truth):
+    """The teacher's order agrees with the probe's truth: ``(pref > 0.5) == (truth == 1)`` (``truth`` in {0, 1};
+    meaningful for ordered probes only)."""
+    return prefers_i(pref) == (truth > 0.5)
+
+
+def default_confidence(pref):
+    """The confidence of a label that gives none: ``|2 pref - 1|``."""
+    return abs(2.0 * pref - 1.0)
+
 # Reasons a label row is rejected; they are the keys of stats.json["labels"]["rejected"].
 REJECT_MALFORMED = "malformed"
 REJECT_UNKNOWN_USER = "unknown_user"
@@ -51,7 +76,7 @@ class LabelRow:
 
     @property
     def effective_confidence(self) -> float:
-        return self.confidence if self.confidence is not None else abs(2.0 * self.pref - 1.0)
+        return self.confidence if self.confidence is not None else default_confidence(self.pref)
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)

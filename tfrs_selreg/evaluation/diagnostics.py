@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from tfrs_selreg.data import schema
+from tfrs_selreg.data import labels, schema
 from tfrs_selreg.data.in_memory import InMemorySplit
 
 HISTORY_BINS = (1, 2, 3, 4, 6, 11, 21, 51, 101)
@@ -38,10 +38,10 @@ _PROBE_FEATURES = (schema.PROBE_ITEM_I, schema.PROBE_ITEM_J, schema.PROBE_PREF, 
 
 
 def _bin_labels(edges) -> list[str]:
-    labels = []
+    names = []
     for lo, hi in zip(edges, edges[1:] + (None,)):
-        labels.append(f"{lo}+" if hi is None else (str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}"))
-    return labels
+        names.append(f"{lo}+" if hi is None else (str(lo) if hi == lo + 1 else f"{lo}-{hi - 1}"))
+    return names
 
 
 def _by_bin(values: np.ndarray, key: np.ndarray, edges, value_name: str, count_name: str) -> list[dict]:
@@ -66,7 +66,7 @@ def _distinct_slots(columns: dict[str, np.ndarray], prefix: str, num_items: int)
     """``(rows, slots)`` of the real, ordered ``prefix`` pair slots, one per distinct (user, item_i, item_j)
     (its first occurrence in row-major order), sorted by that key."""
     pref = columns[f"{prefix}_pref"]
-    rows, slots = np.nonzero((columns[f"{prefix}_mask"] > 0) & (pref != 0.5))
+    rows, slots = np.nonzero((columns[f"{prefix}_mask"] > 0) & labels.is_ordered(pref))
     user = columns[schema.USER_ID][rows].astype(np.int64)
     item_i = columns[f"{prefix}_item_i"][rows, slots].astype(np.int64)
     item_j = columns[f"{prefix}_item_j"][rows, slots].astype(np.int64)
@@ -128,7 +128,7 @@ def pair_diagnostics(model, prepared_dir: str, *, batch_size: int = 4096, max_ex
     rows, slots = _distinct_slots(columns, "probe", model.num_items)
     if rows.size:
         pref = columns[schema.PROBE_PREF][rows, slots]
-        correct = ((pref > 0.5) == (columns[schema.PROBE_TRUTH][rows, slots] > 0.5)).astype(np.float64)
+        correct = labels.probe_correct(pref, columns[schema.PROBE_TRUTH][rows, slots]).astype(np.float64)
         tail = (long_tail[columns[schema.PROBE_ITEM_I][rows, slots]]
                 | long_tail[columns[schema.PROBE_ITEM_J][rows, slots]])
         out["probe_accuracy"] = _segments(correct, cold[rows], tail, "accuracy", "probes")

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from tfrs_selreg.data import labels
+
 TensorLike = tf.types.experimental.TensorLike
 
 
@@ -94,13 +96,13 @@ def selective_pairwise_hinge(
     scores_i = tf.convert_to_tensor(scores_i)
     scores_j = tf.cast(scores_j, scores_i.dtype)
     pref = tf.cast(pref, scores_i.dtype)
-    ordered = tf.not_equal(pref, 0.5)
+    ordered = labels.is_ordered(pref)
     if mask is not None:
         ordered &= tf.cast(mask, tf.bool)
     if confidence is None:
-        confidence = tf.abs(2.0 * pref - 1.0)
+        confidence = labels.default_confidence(pref)
     kept = budget_mask(ordered, confidence, budget)
-    orientation = tf.where(pref > 0.5, tf.ones_like(pref), -tf.ones_like(pref))
+    orientation = tf.where(labels.prefers_i(pref), tf.ones_like(pref), -tf.ones_like(pref))
     hinge = tf.nn.relu(margin - orientation * (scores_i - scores_j))
     if pair_weights is not None:
         hinge *= tf.cast(pair_weights, scores_i.dtype)

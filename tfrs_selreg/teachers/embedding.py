@@ -29,6 +29,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from tfrs_selreg.data import labels
 from tfrs_selreg.data.labels import LabelRow
 from tfrs_selreg.data.prepared import Item
 from tfrs_selreg.teachers.base import ScoringRequest, ScoringResult, Teacher, register
@@ -162,7 +163,7 @@ class EmbeddingTeacher(Teacher):
                                      raw=f"pair ({pair.item_i}, {pair.item_j}) is not in the candidates")
             pref = sigmoid((cos[pair.item_i] - cos[pair.item_j]) / self.temperature)
             rows.append(LabelRow(user_id=request.user_id, item_i=pair.item_i, item_j=pair.item_j,
-                                 pref=pref, kind=pair.kind, confidence=abs(2.0 * pref - 1.0),
+                                 pref=pref, kind=pair.kind, confidence=labels.default_confidence(pref),
                                  truth=pair.truth, teacher=self.name))
         return ScoringResult(request_hash, rows, model_calls=1)
 

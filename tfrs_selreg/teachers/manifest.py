@@ -23,7 +23,7 @@ import json
 import os
 from typing import Any, Iterable, Optional, Sequence
 
-from tfrs_selreg.data import schema
+from tfrs_selreg.data import labels, schema
 from tfrs_selreg.teachers.base import ScoringRequest, ScoringResult, Teacher
 
 MANIFEST_FILE = "manifest.json"
@@ -60,7 +60,7 @@ def observe(request: ScoringRequest, result: ScoringResult, *, cached: bool,
     """Summarizes one request/result; a cache hit made no model call and used no tokens this run."""
     tail = {it.item_id for it in request.candidates if it.long_tail}
     probes = tuple(
-        (row.pref != 0.5 and (row.pref > 0.5) == (row.truth == 1), row.pref == 0.5,
+        (labels.is_ordered(row.pref) and labels.probe_correct(row.pref, row.truth), not labels.is_ordered(row.pref),
          row.item_i in tail or row.item_j in tail)
         for row in result.rows if row.kind == schema.KIND_PROBE)
     return Observation(

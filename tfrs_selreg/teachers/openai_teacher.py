@@ -54,6 +54,7 @@ import requests
 import requests.adapters
 import urllib3
 
+from tfrs_selreg.data import labels
 from tfrs_selreg.teachers import base, prompts
 
 logger = logging.getLogger(__name__)
@@ -335,7 +336,7 @@ class OpenAITeacher(base.Teacher):
                 pref, confidence = prompts.two_order_pref(p1, p2), None
             elif letter1 and letter2:
                 pref = prompts.vote_pref(letter1, letter2)
-                confidence = abs(2.0 * pref - 1.0)
+                confidence = labels.default_confidence(pref)
             else:
                 return self._failed(result, prompts.FAIL_NO_ANSWER, json.dumps(answers),
                                     detail="an answer is neither A nor B")

@@ -14,6 +14,7 @@ import hashlib
 import struct
 from typing import Sequence
 
+from tfrs_selreg.data import labels
 from tfrs_selreg.data.labels import LabelRow
 from tfrs_selreg.teachers.base import ScoringRequest, ScoringResult, Teacher, register
 
@@ -50,7 +51,7 @@ class RandomTeacher(Teacher):
             for pair in request.pairs:
                 pref = uniform(self.seed, request.user_id, pair.item_i, pair.item_j)
                 rows.append(LabelRow(user_id=request.user_id, item_i=pair.item_i, item_j=pair.item_j, pref=pref,
-                                     kind=pair.kind, confidence=abs(2.0 * pref - 1.0), truth=pair.truth,
+                                     kind=pair.kind, confidence=labels.default_confidence(pref), truth=pair.truth,
                                      teacher=self.name))
             results.append(ScoringResult(request.content_hash(), rows, model_calls=1))
         return results
