@@ -30,8 +30,8 @@ import tfrs_selreg  # noqa: F401  (first: sets TF_USE_LEGACY_KERAS before Tensor
 
 from tfrs_selreg.evaluation.diagnostics import pair_diagnostics
 from tfrs_selreg.evaluation.evaluate import evaluate
-from tfrs_selreg.training.config import TrainConfig
-from tfrs_selreg.training.run import load_run
+from tfrs_selreg.runs.config import TrainConfig
+from tfrs_selreg.runs.folder import load_run
 from tfrs_selreg.training.train import train
 
 TARGET_CLI_SECONDS = 10.0

@@ -54,8 +54,8 @@ from tfrs_selreg.data.prepared import ITEMS_FILE, ITEMS_VOCAB, STATS_FILE, Prepa
 from tfrs_selreg.export import exporter, fused
 from tfrs_selreg.export import signatures as sig
 from tfrs_selreg.models import BACKBONES
-from tfrs_selreg.training import config as config_lib
-from tfrs_selreg.training import run as run_lib
+from tfrs_selreg.runs import config as config_lib
+from tfrs_selreg.runs import folder as run_lib
 from tfrs_selreg.training.train import train
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -50,8 +50,8 @@ from tfrs_selreg.data import input_fn, schema
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.models import BACKBONES, build_model
 from tfrs_selreg.regularizer import GATE_MODES
-from tfrs_selreg.training import config as config_lib
-from tfrs_selreg.training.config import TrainConfig
+from tfrs_selreg.runs import config as config_lib
+from tfrs_selreg.runs.config import TrainConfig
 from tfrs_selreg.training.optimizer import make_optimizer
 
 IDS_ONLY = "ids-only"

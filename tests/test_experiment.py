@@ -381,7 +381,7 @@ def test_outputs_made_before_stage_records_are_adopted_when_they_match(tmp_path,
 
 def test_train_outputs_match_compares_the_resolved_config(tmp_path):
     from tfrs_selreg.cli import stages
-    from tfrs_selreg.training import config as train_config
+    from tfrs_selreg.runs import config as train_config
     from tfrs_selreg.training import train
 
     run_dir = tmp_path / "run"

@@ -25,8 +25,8 @@ from tfrs_selreg.evaluation.ranking import SEGMENTS, RankingEvaluator
 from tfrs_selreg.plots import GATE_COLOURS
 from tfrs_selreg.regularizer import GATE_MODES
 from tfrs_selreg.report import REPORT_METRICS, write_report
-from tfrs_selreg.training import config as config_lib
-from tfrs_selreg.training import run as run_lib
+from tfrs_selreg.runs import config as config_lib
+from tfrs_selreg.runs import folder as run_lib
 from tfrs_selreg.training.train import train
 
 GATES = ("none", "reliability")

@@ -15,8 +15,8 @@ from tfrs_selreg.evaluation import diagnostics, evaluate, metrics
 from tfrs_selreg.evaluation.ranking import KS, SEGMENTS
 from tfrs_selreg.models import ModelConfig, build_model
 from tfrs_selreg.regularizer import RegularizerConfig
-from tfrs_selreg.training import config as config_lib
-from tfrs_selreg.training import run as run_lib
+from tfrs_selreg.runs import config as config_lib
+from tfrs_selreg.runs import folder as run_lib
 from tfrs_selreg.training.train import train
 
 

@@ -61,7 +61,7 @@ def test_disagreement_table_counts_pairs_and_wins(val):
 
 
 def test_fusion_command_on_a_trained_run(tmp_path, capsys):
-    from tfrs_selreg.training import config as config_lib
+    from tfrs_selreg.runs import config as config_lib
     from tfrs_selreg.training.train import train
 
     prepared = make_prepared(str(tmp_path / "prepared"), n_users=40, n_items=60, seed=6)

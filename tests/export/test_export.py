@@ -26,8 +26,8 @@ from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.export import exporter, warmup
 from tfrs_selreg.export import signatures as sig
-from tfrs_selreg.training import config as config_lib
-from tfrs_selreg.training import run as run_lib
+from tfrs_selreg.runs import config as config_lib
+from tfrs_selreg.runs import folder as run_lib
 from tfrs_selreg.training.train import train
 
 REPO = pathlib.Path(__file__).resolve().parents[2]

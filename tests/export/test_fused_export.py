@@ -22,8 +22,8 @@ from tfrs_selreg.evaluation import evaluate, fusion, reference
 from tfrs_selreg.evaluation.ranking import RankingEvaluator
 from tfrs_selreg.export import exporter
 from tfrs_selreg.export import fused as fused_lib
-from tfrs_selreg.training import config as config_lib
-from tfrs_selreg.training import run as run_lib
+from tfrs_selreg.runs import config as config_lib
+from tfrs_selreg.runs import folder as run_lib
 from tfrs_selreg.training.train import train
 
 BETAS = [0.1, 0.5, 1.0, 0.3]

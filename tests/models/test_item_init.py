@@ -6,7 +6,7 @@ import pytest
 from tests.synthetic import make_prepared
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.models import ModelConfig, build_model, item_init
-from tfrs_selreg.training.config import TrainConfig
+from tfrs_selreg.runs.config import TrainConfig
 
 
 def test_pca_rows_keep_the_geometry_at_the_target_norm():

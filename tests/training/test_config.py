@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tfrs_selreg.training import config as config_lib
+from tfrs_selreg.runs import config as config_lib
 from tfrs_selreg.training.train import _parser, config_from_args
 
 

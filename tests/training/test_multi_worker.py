@@ -13,7 +13,7 @@ import tensorflow as tf
 from tests.synthetic import make_prepared
 from tests.training.processes import REPO, TRAIN, epochs
 from tests.training.processes import env as train_env
-from tfrs_selreg.training import run as run_lib
+from tfrs_selreg.runs import folder as run_lib
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ from tests.synthetic import make_prepared
 from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.evaluation.ranking import OVERALL, RankingEvaluator
-from tfrs_selreg.training import config as config_lib
-from tfrs_selreg.training import run as run_lib
+from tfrs_selreg.runs import config as config_lib
+from tfrs_selreg.runs import folder as run_lib
 from tfrs_selreg.training.train import main, train
 
 

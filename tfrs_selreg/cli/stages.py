@@ -242,8 +242,8 @@ def train_main(argv: list[str]) -> int:
 
 def train_outputs_match(argv: list[str], done_file: str) -> bool:
     """``config.json`` of a run folder is the resolved TrainConfig; compare it with the one ``argv`` gives."""
-    from tfrs_selreg.training import config as config_lib
-    from tfrs_selreg.training import run as run_lib
+    from tfrs_selreg.runs import config as config_lib
+    from tfrs_selreg.runs import folder as run_lib
     from tfrs_selreg.training import train
 
     config = train.config_from_args(train._parser().parse_args(argv))  # noqa: SLF001

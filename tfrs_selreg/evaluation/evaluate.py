@@ -9,7 +9,7 @@ run, with the same exclusions, segments and output files (no diagnostics). ``--r
 the run's scores with the embedding teacher's (:mod:`tfrs_selreg.evaluation.fusion`, weights fitted on
 ``val``) and adds the fitted weights and the model/teacher disagreement table to the metrics file.
 
-Restores the run's model (``tfrs_selreg.training.run.load_run``), ranks the whole catalog for every
+Restores the run's model (``tfrs_selreg.runs.folder.load_run``), ranks the whole catalog for every
 user of the split (:mod:`tfrs_selreg.evaluation.ranking`) and writes to the run folder:
 
 - ``metrics-{split}.json`` (and ``metrics.json`` for ``test``)::
@@ -43,7 +43,7 @@ from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import PreparedData, PreparedFolderError
 from tfrs_selreg.evaluation import diagnostics, fusion, reference
 from tfrs_selreg.evaluation.ranking import KS, SEGMENTS, USER_ID_KEY, RankingEvaluator
-from tfrs_selreg.training import run as run_lib
+from tfrs_selreg.runs import folder as run_lib
 
 FUSION = "fusion"
 

@@ -15,7 +15,7 @@ import numpy as np
 from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.evaluation.ranking import RankingEvaluator
-from tfrs_selreg.training import run as run_lib
+from tfrs_selreg.runs import folder as run_lib
 
 WARM = "warm"
 COLD_START = "cold_start"

@@ -44,7 +44,7 @@ from tfrs_selreg.data.prepared import ITEMS_VOCAB, PreparedData
 from tfrs_selreg.export import fused, warmup
 from tfrs_selreg.export import signatures as sig
 from tfrs_selreg.models.base import RecommenderModel
-from tfrs_selreg.training import run as run_lib
+from tfrs_selreg.runs import folder as run_lib
 
 EXPORT_INFO = "export.json"
 MODEL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")

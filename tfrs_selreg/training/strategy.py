@@ -20,7 +20,7 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
+from tfrs_selreg.runs.config import STRATEGIES
 
 
 @dataclasses.dataclass(frozen=True)

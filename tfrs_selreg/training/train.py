@@ -12,7 +12,7 @@ The run is ``model.fit`` on the ``tf.data`` pipeline of the training split, with
   finished epoch instead of epoch 0;
 - per-epoch checkpoints, TensorBoard logs and ``history.json``.
 
-The run folder layout is in :mod:`tfrs_selreg.training.run`; the final weights are the best validation
+The run folder layout is in :mod:`tfrs_selreg.runs.folder`; the final weights are the best validation
 epoch's, and the gate and teacher diagnostics of those weights (:mod:`tfrs_selreg.evaluation.diagnostics`)
 are written next to them.
 """
@@ -38,12 +38,12 @@ from tfrs_selreg.evaluation import diagnostics
 from tfrs_selreg.evaluation.ranking import RankingEvaluator
 from tfrs_selreg.models import BACKBONES, build_model, item_init
 from tfrs_selreg.regularizer import GATE_MODES
-from tfrs_selreg.training import config as config_lib
+from tfrs_selreg.runs import config as config_lib
+from tfrs_selreg.runs import folder as run_lib
+from tfrs_selreg.runs.config import VALIDATION_METRIC, TrainConfig
 from tfrs_selreg.training import optimizer as optimizer_lib
-from tfrs_selreg.training import run as run_lib
 from tfrs_selreg.training import strategy as strategy_lib
 from tfrs_selreg.training.callbacks import HistoryWriter, ValidationRanking
-from tfrs_selreg.training.config import VALIDATION_METRIC, TrainConfig
 
 
 @dataclasses.dataclass(frozen=True)

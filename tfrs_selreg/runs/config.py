@@ -21,7 +21,9 @@ from typing import Any
 
 from tfrs_selreg.models.config import ModelConfig
 from tfrs_selreg.regularizer import RegularizerConfig
-from tfrs_selreg.training.strategy import STRATEGIES
+
+# tf.distribute strategies a run may train with (tfrs_selreg.training.strategy builds them).
+STRATEGIES = ("default", "mirrored", "multi_worker")
 
 # The validation metric that early stopping and the choice of the final weights follow.
 VALIDATION_METRIC = "val_recall@20"

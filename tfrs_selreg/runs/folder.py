@@ -19,7 +19,7 @@ import json
 import os
 
 from tfrs_selreg.data.prepared import PreparedData
-from tfrs_selreg.training import config as config_lib
+from tfrs_selreg.runs import config as config_lib
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "history.json"
