@@ -17,11 +17,11 @@ import pytest
 import tests.teachers.conftest  # noqa: F401  (registers the `popularity` teacher)
 from beam_pipelines import score as score_job
 from tests.synthetic import make_prepared
-from tfrs_selreg.cli.run import RunConfig
 from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.evaluation import evaluate, top_k
 from tfrs_selreg.evaluation.ranking import SEGMENTS, RankingEvaluator
+from tfrs_selreg.experiment.run import RunConfig
 from tfrs_selreg.plots import GATE_COLOURS
 from tfrs_selreg.regularizer import GATE_MODES
 from tfrs_selreg.report import REPORT_METRICS, write_report
@@ -36,7 +36,7 @@ PLOTS = ("test_metrics_by_segment", "teacher_probe_accuracy", "gate_weight_by_bi
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    """``(config, outputs, report text)`` of a finished run folder laid out like ``Workflow.run``'s."""
+    """``(config, outputs, report text)`` of a finished run folder laid out like ``tfrs-selreg run``'s."""
     config = RunConfig(name="tiny", runs_dir=str(tmp_path_factory.mktemp("runs")), dataset="synthetic",
                        teacher="popularity", gates=GATES, seeds=SEEDS, export_gate="reliability")
     prepared = make_prepared(os.path.join(config.root, "prepared"), n_users=40, n_items=60, seed=6)

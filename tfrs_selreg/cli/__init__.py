@@ -47,8 +47,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     if command not in COMMANDS:
         print(f"tfrs-selreg: unknown command {command!r}\n\n{_usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[command][0])
-    return int(module.main(rest) or 0)
+    return run_command(command, rest)
+
+
+def run_command(command: str, argv: list[str]) -> int:
+    """Runs subcommand ``command`` with ``argv``; its exit code (the stages' ``CommandRunner``)."""
+    return int(importlib.import_module(COMMANDS[command][0]).main(argv) or 0)
 
 
 if __name__ == "__main__":

@@ -1,39 +1,40 @@
-"""The stages of an experiment and where they write, laid out like ``tfrs-selreg run``'s::
+"""The stages of an experiment and where they write (``tfrs-selreg run`` is one backbone's experiment
+plus an export, :mod:`tfrs_selreg.experiment.run`)::
 
     RUNS_DIR/NAME/
       prepared-base/                      prepare (shared by every teacher)
       labels/, prepared/                  score + join of the default teacher
       labels-TEACHER/, prepared-TEACHER/  score + join of another teacher a method names
-      train/BACKBONE-METHOD-seedSEED/     train + evaluate of each run
+      train/BACKBONE-METHOD-seedSEED/     train + evaluate of each run (+ export of one run)
       results.md, results.csv             the tables (tfrs_selreg.experiment.results)
 
-Every stage is cached by :class:`tfrs_selreg.cli.stages.StageRunner` (``stage-COMMAND.json`` records), so
-a re-run computes only the stages whose command, or an upstream stage, changed.
+Every stage is cached by :class:`tfrs_selreg.experiment.stages.StageRunner` (``stage-COMMAND.json``
+records), so a re-run computes only the stages whose command, or an upstream stage, changed. Stages run
+their subcommand through the ``CommandRunner`` they are given (the CLI's dispatch), so planning imports
+neither Beam nor TensorFlow.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import json
 import os
 from typing import Callable
 
-from tfrs_selreg.cli import stages
-from tfrs_selreg.cli.run import _flags
-from tfrs_selreg.cli.stages import Stage, StageRunner
 from tfrs_selreg.experiment import results
 from tfrs_selreg.experiment.config import ExperimentConfig, MethodConfig
+from tfrs_selreg.experiment.stages import CommandRunner, Stage, StageRunner, flags
+
+EXPORT_MARKER = "exported.json"
 
 
-def _main_of(command: str) -> Callable[[list[str]], int]:
-    """The subcommand's ``main``, imported when the stage runs (so planning imports neither Beam nor TF)."""
+@dataclasses.dataclass(frozen=True)
+class ExportSpec:
+    """Export the first-seed run of ``method`` (first backbone) as TF Serving model ``model_name`` under ``base``."""
 
-    def call(argv: list[str]) -> int:
-        from tfrs_selreg.cli import COMMANDS
-
-        return importlib.import_module(COMMANDS[command][0]).main(argv)
-
-    return call
+    method: str
+    model_name: str
+    base: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,12 +51,26 @@ class PlannedRun:
 
 
 class Experiment:
-    """Plans and runs the stages of an :class:`ExperimentConfig`."""
+    """Plans and runs the stages of an :class:`ExperimentConfig` (and an optional export).
 
-    def __init__(self, config: ExperimentConfig, force: bool = False):
+    Args:
+      config: the experiment.
+      command: runs a ``tfrs-selreg`` subcommand: ``command(name, argv) -> exit code``.
+      force: redo every stage.
+      export: an export stage after the training runs (``tfrs-selreg run``).
+    """
+
+    def __init__(self, config: ExperimentConfig, command: CommandRunner, force: bool = False,
+                 export: ExportSpec | None = None):
         self.config = config
+        self.command = command
         self.runner = StageRunner(force=force, prefix="[run]")
         self.data_stages, self.runs = self._plan()
+        self.export = export
+        self.export_stage = self._export_stage(export) if export else None
+
+    def _call(self, name: str, *extra: str) -> Callable[[list[str]], int]:
+        return lambda argv: self.command(name, [*argv, *extra])
 
     def prepared_dir(self, teacher: str) -> str:
         c = self.config
@@ -70,9 +85,8 @@ class Experiment:
         data_args = ["--dataset", c.dataset] + (["--data-dir", c.data_dir] if c.data_dir else [])
         beam = list(c.beam_args)
         base = os.path.join(c.root, "prepared-base")
-        prepare_base = Stage("prepare", "prepare", data_args + ["--output", base] + _flags(c.prepare_args) + beam,
-                             os.path.join(base, "schema.json"), _main_of("prepare"),
-                             adopt=stages.prepare_outputs_match)
+        prepare_base = Stage("prepare", "prepare", data_args + ["--output", base] + flags(c.prepare_args) + beam,
+                             os.path.join(base, "schema.json"), self._call("prepare"))
         data_stages = [prepare_base]
         joins = {}
         for teacher in c.teachers():
@@ -80,13 +94,11 @@ class Experiment:
             labels, joined = self.labels_dir(teacher), self.prepared_dir(teacher)
             scored = Stage(f"score{suffix}", "score",
                            ["--prepared", base, "--teacher", teacher, "--output", labels]
-                           + _flags(c.score_args_for(teacher)) + beam,
-                           os.path.join(labels, "manifest.json"), _main_of("score"), after=[prepare_base],
-                           adopt=stages.score_outputs_match)
+                           + flags(c.score_args_for(teacher)) + beam,
+                           os.path.join(labels, "manifest.json"), self._call("score"), after=[prepare_base])
             joins[teacher] = Stage(f"join labels{suffix}", "prepare",
-                                   data_args + ["--output", joined, "--labels", labels] + _flags(c.prepare_args) + beam,
-                                   os.path.join(joined, "schema.json"), _main_of("prepare"), after=[scored],
-                                   adopt=stages.prepare_outputs_match)
+                                   data_args + ["--output", joined, "--labels", labels] + flags(c.prepare_args) + beam,
+                                   os.path.join(joined, "schema.json"), self._call("prepare"), after=[scored])
             data_stages += [scored, joins[teacher]]
         runs = []
         for backbone in c.backbones:
@@ -103,13 +115,14 @@ class Experiment:
                     fit = Stage(f"train {title}", "train",
                                 ["--prepared", self.prepared_dir(teacher), "--backbone", backbone,
                                  "--gate", method.gate, "--seed", str(seed), "--output", run_dir]
-                                + _flags(c.train_args_for(backbone, method)),
-                                os.path.join(run_dir, "run.json"), stages.train_main, after=[joins[teacher]],
-                                adopt=stages.train_outputs_match)
+                                + flags(c.train_args_for(backbone, method)),
+                                # A redone stage replaces the run its folder holds (a killed run of the same
+                                # argv is still resumed); --overwrite is not part of the recorded argv.
+                                os.path.join(run_dir, "run.json"), self._call("train", "--overwrite"),
+                                after=[joins[teacher]])
                     evaluate = Stage(f"evaluate {title}", "evaluate", ["--run", run_dir, "--split", c.split],
-                                     os.path.join(run_dir, results.metrics_file(c.split)), _main_of("evaluate"),
-                                     after=[fit], record=None if c.split == "test" else f"evaluate-{c.split}",
-                                     adopt=stages.evaluate_outputs_match)
+                                     os.path.join(run_dir, results.metrics_file(c.split)), self._call("evaluate"),
+                                     after=[fit], record=None if c.split == "test" else f"evaluate-{c.split}")
                     runs.append(PlannedRun(backbone, method, seed, teacher, run_dir, fit, evaluate))
         return data_stages, runs
 
@@ -119,13 +132,36 @@ class Experiment:
         of = next(r for r in planned if r.backbone == backbone and r.method.name == method.fusion_of and r.seed == seed)
         evaluate = Stage(f"evaluate {title}", "evaluate",
                          ["--reference", "fusion", "--run", of.run_dir, "--output", run_dir, "--split", c.split],
-                         os.path.join(run_dir, results.metrics_file(c.split)), _main_of("evaluate"),
+                         os.path.join(run_dir, results.metrics_file(c.split)), self._call("evaluate"),
                          after=[of.train], record=None if c.split == "test" else f"evaluate-{c.split}")
         return PlannedRun(backbone, method, seed, teacher, run_dir, None, evaluate)
 
+    def _export_stage(self, export: ExportSpec) -> Stage:
+        run = next(r for r in self.runs if r.method.name == export.method and r.backbone == self.config.backbones[0])
+        marker = os.path.join(run.run_dir, EXPORT_MARKER)
+
+        def write_marker() -> None:
+            from tfrs_selreg.export import exporter
+
+            version = exporter.version_numbers(os.path.join(export.base, export.model_name))[-1]
+            with open(marker, "w", encoding="utf-8") as f:
+                json.dump({"path": os.path.join(export.base, export.model_name, str(version))}, f)
+
+        return Stage(f"export {export.method}", "export",
+                     ["--run", run.run_dir, "--model-name", export.model_name, "--base", export.base], marker,
+                     self._call("export"), after=[run.train], on_done=write_marker)
+
+    def export_path(self) -> str | None:
+        """The SavedModel version folder the export stage wrote (``None`` without an export)."""
+        if self.export_stage is None:
+            return None
+        with open(self.export_stage.done_file, encoding="utf-8") as f:
+            return json.load(f)["path"]
+
     @property
     def stages(self) -> list[Stage]:
-        return self.data_stages + [s for r in self.runs for s in (r.train, r.evaluate) if s is not None]
+        trained = [s for r in self.runs for s in (r.train, r.evaluate) if s is not None]
+        return self.data_stages + trained + ([self.export_stage] if self.export_stage else [])
 
     def run(self) -> None:
         """Runs every stage that is not done for its command and inputs (see ``StageRunner``)."""

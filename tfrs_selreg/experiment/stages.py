@@ -10,12 +10,8 @@ outputs (in the folder of its *done file*, the file the stage writes last) it le
 
 A stage is skipped only when its done file exists and its record says ``done`` with the same argv and
 the same stamps of the stages it reads from. A changed command therefore redoes the stage, and a
-redone stage (a new stamp) redoes every stage downstream of it, in this invocation or a later one.
-
-Outputs written before these records existed (a done file but no record) are adopted, without running
-the stage again, only when the stage's ``adopt`` check finds that the outputs were made by this argv
-(e.g. a run's ``config.json`` equals the config the train argv resolves to) and that they are newer
-than the outputs of every upstream stage.
+redone stage (a new stamp) redoes every stage downstream of it, in this invocation or a later one; a
+done file without a record is redone too.
 """
 
 from __future__ import annotations
@@ -27,6 +23,9 @@ import shlex
 import time
 import uuid
 from typing import Any, Callable, Optional, Sequence
+
+# (command, argv) -> exit code: how a stage runs a ``tfrs-selreg`` subcommand (the CLI passes its dispatch).
+CommandRunner = Callable[[str, list[str]], int]
 
 RECORD_PREFIX = "stage-"
 STATUS_RUNNING = "running"
@@ -45,7 +44,6 @@ class Stage:
       done_file: the stage's last output; its folder holds the record.
       fn: ``main(argv) -> exit code``.
       after: the stages whose outputs this one reads.
-      adopt: ``adopt(argv, done_file) -> bool``: whether outputs without a record were made by ``argv``.
       on_done: called after the stage ran successfully (e.g. to write a marker that is the done file).
       record: the record's name when one folder holds several stages of the same command (default:
         ``command``), e.g. the evaluations of two splits of one run.
@@ -57,7 +55,6 @@ class Stage:
     done_file: str
     fn: Callable[[list[str]], Any]
     after: Sequence["Stage"] = ()
-    adopt: Optional[Callable[[list[str], str], bool]] = None
     on_done: Optional[Callable[[], None]] = None
     record: Optional[str] = None
 
@@ -121,7 +118,7 @@ class StageRunner:
             return "the last attempt did not finish" if read_record(stage.record_path) else NOT_DONE
         record = read_record(stage.record_path)
         if record is None:
-            return "no stage record" if not self._adoptable(stage) else None
+            return "no stage record"
         if record.get("status") != STATUS_DONE:
             return "the last attempt did not finish"
         if record.get("argv") != list(stage.argv):
@@ -132,20 +129,6 @@ class StageRunner:
             return "input redone since: " + ", ".join(os.path.dirname(p) for p in changed)
         return None
 
-    def _adoptable(self, stage: Stage) -> bool:
-        """Outputs without a record (made before records existed): adopt when they match the argv."""
-        if stage.adopt is None:
-            return False
-        produced = os.path.getmtime(stage.done_file)
-        for up in stage.after:
-            record = read_record(up.record_path)
-            if record is None or record.get("status") != STATUS_DONE or record.get("produced", 0) > produced:
-                return False
-        try:
-            return bool(stage.adopt(list(stage.argv), stage.done_file))
-        except Exception:  # an unreadable old output is not adopted: the stage runs again
-            return False
-
     def run(self, stage: Stage) -> bool:
         """Runs ``stage`` unless it is done for this argv and inputs; returns whether it ran.
 
@@ -154,15 +137,7 @@ class StageRunner:
         self.commands.append(stage.shell)
         reason = self.why_not_done(stage)
         if reason is None:
-            if read_record(stage.record_path) is None:  # adopted legacy outputs
-                _write_record(stage.record_path, {
-                    "command": stage.command, "argv": list(stage.argv), "status": STATUS_DONE,
-                    "stamp": uuid.uuid4().hex, "inputs": self._inputs(stage),
-                    "produced": os.path.getmtime(stage.done_file), "seconds": None, "adopted": True})
-                self._say(stage.title, f"done already ({stage.done_file}, made by this command before "
-                                       "stage records existed), skipped")
-            else:
-                self._say(stage.title, f"done already ({stage.done_file}), skipped")
+            self._say(stage.title, f"done already ({stage.done_file}), skipped")
             self.skipped.append(stage.title)
             return False
         if reason != NOT_DONE:
@@ -188,82 +163,16 @@ class StageRunner:
         return True
 
 
-# --- adopt checks: do outputs made before stage records match an argv? ---------------------------------
-
-
-def _same_json(a: Any, b: Any) -> bool:
-    return json.loads(json.dumps(a, sort_keys=True)) == json.loads(json.dumps(b, sort_keys=True))
-
-
-def prepare_outputs_match(argv: list[str], done_file: str) -> bool:
-    """``stats.json`` of a prepared folder records the flags that shape it; compare them with ``argv``."""
-    from apache_beam.options.pipeline_options import PipelineOptions
-
-    from beam_pipelines import prepare
-
-    labels, rest = prepare._labels_arg(argv)  # noqa: SLF001  (same project)
-    o = PipelineOptions(rest).view_as(prepare.PrepareOptions)
-    with open(os.path.join(os.path.dirname(done_file), "stats.json"), encoding="utf-8") as f:
-        stats = json.load(f)
-    t = stats.get("thresholds", {})
-    expected = {
-        "dataset": o.dataset, "seed": o.seed, "split": o.split, "min_rating": o.min_rating,
-        "history_length": o.history_length, "teacher_pairs": o.teacher_pairs, "probe_pairs": o.probe_pairs,
-        "num_shards": o.num_shards, "cold_start_max_history": o.cold_start_max_history,
-        "long_tail_fraction": o.long_tail_fraction, "cold_start_fraction": o.cold_start_fraction,
-    }
-    actual = {k: t[k] if k in ("cold_start_max_history", "long_tail_fraction", "cold_start_fraction")
-              else stats.get(k) for k in expected}
-    if actual != expected or (o.data_dir is not None and stats.get("data_dir") != o.data_dir):
-        return False
-    files = (stats.get("labels") or {}).get("files") or []
-    if labels is None:
-        return not files
-    return bool(files) and all(os.path.normpath(os.path.dirname(p)) == os.path.normpath(labels) for p in files)
-
-
-def score_outputs_match(argv: list[str], done_file: str) -> bool:
-    """``manifest.json`` holds the score job's resolved config; compare it with the one ``argv`` gives."""
-    from beam_pipelines import score
-
-    config = score.config_from_options(score.ScoreOptions(argv))
-    with open(done_file, encoding="utf-8") as f:
-        manifest = json.load(f)
-    return _same_json(manifest.get("config"), config.to_json())
-
-
-def train_main(argv: list[str]) -> int:
-    """``tfrs-selreg train`` as a stage: a redone stage replaces the run its folder holds (``--overwrite``,
-    not part of the recorded argv; a killed run of the same argv is still resumed)."""
-    from tfrs_selreg.training import train
-
-    return train.main([*argv, "--overwrite"])
-
-
-def train_outputs_match(argv: list[str], done_file: str) -> bool:
-    """``config.json`` of a run folder is the resolved TrainConfig; compare it with the one ``argv`` gives."""
-    from tfrs_selreg.runs import config as config_lib
-    from tfrs_selreg.runs import folder as run_lib
-    from tfrs_selreg.training import train
-
-    config = train.config_from_args(train._parser().parse_args(argv))  # noqa: SLF001
-    saved = config_lib.load(os.path.join(os.path.dirname(done_file), run_lib.CONFIG_FILE))
-    return _same_json(saved.to_json(), config.to_json())
-
-
-def evaluate_outputs_match(argv: list[str], done_file: str) -> bool:
-    """``metrics.json`` names the run folder and split it evaluated."""
-    import argparse
-
-    p = argparse.ArgumentParser(add_help=False)
-    p.add_argument("--run")
-    p.add_argument("--split", default="test")
-    args, _ = p.parse_known_args(argv)
-    with open(done_file, encoding="utf-8") as f:
-        metrics = json.load(f)
-    return metrics.get("run") == args.run and metrics.get("split") == args.split
-
-
-def marker_matches(argv: list[str], done_file: str) -> bool:
-    """A marker file records nothing more; its upstream stages' freshness is checked by the runner."""
-    return True
+def flags(args: dict[str, Any]) -> list[str]:
+    """``{"epochs": 3, "set": ["a=1", "b=2"]}`` -> ``--epochs 3 --set a=1 --set b=2`` (a list repeats the flag;
+    ``True``/``False`` give ``--key``/``--no-key``; ``None`` leaves the flag out)."""
+    out: list[str] = []
+    for key, value in args.items():
+        for item in value if isinstance(value, (list, tuple)) else [value]:
+            if item is None:
+                continue
+            if isinstance(item, bool):
+                out.append(f"--{key}" if item else f"--no-{key}")
+            else:
+                out += [f"--{key}", str(item)]
+    return out
