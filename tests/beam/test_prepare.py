@@ -200,6 +200,19 @@ def test_min_rating_and_cold_start_simulation(tmp_path):
     stats = _run(_write_csv(tmp_path / "raw", ["u4,i3,2000,1"]), out, "--min-rating", "3")
     assert stats["rows_filtered"]["below_min_rating"] == 1
     assert stats["interactions"]["train"] == 7
+    assert stats["simulated_cold_start_users"] == 0
+    # Every user simulated: each keeps its first 1 to 3 training items (seeded per user), the rest are
+    # dropped; validation and test items stay.
+    users = {u.user_id: u for u in prepared.PreparedData(str(out)).users()}
+    stats = _run(_write_csv(tmp_path / "raw"), tmp_path / "cold", "--cold-start-fraction", "1", "--seed", "5")
+    cold = {u.user_id: u for u in prepared.PreparedData(str(tmp_path / "cold")).users()}
+    assert stats["simulated_cold_start_users"] == 4 and stats["cold_start_users"] == 4
+    kept = {u: len(cold[u].train_items) for u in cold}
+    assert all(1 <= kept[u] <= min(3, len(users[u].train_items)) for u in cold)
+    assert all(cold[u].train_items == users[u].train_items[:kept[u]] for u in cold)
+    assert all((cold[u].val_items, cold[u].test_items) == (users[u].val_items, users[u].test_items) for u in cold)
+    assert stats["rows_filtered"]["dropped_by_cold_start_simulation"] == 7 - sum(kept.values()) > 0
+    assert stats["interactions"]["train"] == sum(kept.values())
 
 
 def _all_bytes(out):
@@ -363,6 +376,29 @@ def test_gzipped_labels_a_bom_and_blank_lines_join_like_plain_ones(tmp_path):
         f.write(text)
     stats = _run(raw, tmp_path / "out", "--labels", str(tmp_path / "labels.jsonl.gz"))
     assert stats["labels"]["joined_teacher_rows"] == 2 and stats["labels"]["rejected"] == {}
+
+
+@pytest.mark.parametrize("compression", ["", ".gz"])
+def test_tfrecord_labels_join_like_the_same_rows_as_json_lines(tmp_path, compression):
+    """The documented ``*.tfrecord[.gz]`` label input (``LabelRow.to_example_bytes``) gives the same folder."""
+    from tfrs_selreg.data import labels as labels_lib
+
+    raw = _write_csv(tmp_path / "raw")
+    rows = [{"user_id": "u1", "item_i": "i7", "item_j": "i8", "pref": 0.9, "confidence": 0.5, "teacher": "t"},
+            {"user_id": "u2", "item_i": "i8", "item_j": "i9", "pref": 0.2, "teacher": "t"},
+            {"user_id": "u1", "item_i": "i1", "item_j": "i9", "pref": 0.7, "kind": "probe", "truth": 1,
+             "teacher": "t"}]
+    jsonl = _labels(tmp_path / "labels.jsonl", rows)
+    (tmp_path / "tfr").mkdir()
+    options = tf.io.TFRecordOptions(compression_type="GZIP" if compression else "")
+    with tf.io.TFRecordWriter(str(tmp_path / "tfr" / f"labels.tfrecord{compression}"), options) as writer:
+        for row in rows:
+            writer.write(labels_lib.from_dict(row).to_example_bytes())
+    a = _run(raw, tmp_path / "a", "--labels", jsonl)
+    b = _run(raw, tmp_path / "b", "--labels", str(tmp_path / "tfr"))
+    assert a["labels"]["joined_teacher_rows"] == 2 and a["labels"]["joined_probe_rows"] == 1
+    assert b["labels"]["joined_teacher_rows"] == 2 and b["labels"]["joined_probe_rows"] == 1
+    assert _all_bytes(tmp_path / "a") == _all_bytes(tmp_path / "b")
 
 
 @pytest.mark.parametrize("name", ["labels.jsonl.gz", "labels.tfrecord", "labels.tfrecord.gz"])

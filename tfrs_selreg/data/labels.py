@@ -23,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import struct
 from typing import Any, Optional
 
 from tfrs_selreg.data import schema
@@ -76,7 +77,11 @@ class LabelRow:
 
     @property
     def effective_confidence(self) -> float:
-        return self.confidence if self.confidence is not None else default_confidence(self.pref)
+        """``confidence``, or the default of ``pref`` as the TFRecords store it (float32), so that a row read
+        from JSON lines and the same row read from a TFRecord label file give the same value."""
+        if self.confidence is not None:
+            return self.confidence
+        return default_confidence(struct.unpack("f", struct.pack("f", self.pref))[0])
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
