@@ -40,8 +40,6 @@ STATS_FILE = "stats.json"
 DATASET_CARD = "dataset_card.md"
 DEAD_LETTER_DIR = "dead_letter"
 
-TEXT_FIELDS = ("title", "categories", "description", "brand", "tags")
-
 
 def split_pattern(directory: str, split: str) -> str:
     """Glob of one split's TFRecord shards."""

@@ -20,7 +20,6 @@ import numpy as np
 
 from tfrs_selreg.data.prepared import PreparedData
 
-OOV_INDEX = 0
 _TOKEN = re.compile(r"[a-z0-9]+")
 
 
