@@ -9,9 +9,8 @@ mean is linear), with the history mean over ``d``-wide instead of ``3 d``-wide r
 ``L_rec`` is ``tfrs.tasks.Retrieval``'s in-batch softmax, averaged over the batch: for row ``b`` with
 positive ``i_b`` the logits are ``s(u_b, i_k) - log Q(i_k)`` over the batch's candidates ``k``, with
 ``Q(i)`` the item's share of training interactions (the chance that it shows up as an in-batch
-negative; without this correction popular items are over-penalized, and in the prototype validation
-Recall@20 fell from 0.107 to 0.080), and candidates equal to the row's own item removed from the
-negatives.
+negative; without this correction popular items are over-penalized), and candidates equal to the row's
+own item removed from the negatives.
 """
 
 from __future__ import annotations
