@@ -140,7 +140,7 @@ class Backbone(tf.Module):
 def _regularizer(world, **config):
     """The regularizer on every teacher pair unless ``pairs`` says otherwise: these tests are about the
     gate and the losses; the pair selection has its own test."""
-    config = RegularizerConfig(**{"pairs": "all", **config})
+    config = RegularizerConfig(**{"pairs": "all", "budget": 512, **config})
     return SelectiveRegularizer(config, world.popularity, world.long_tail, COLD_START_MAX_HISTORY)
 
 
@@ -465,6 +465,21 @@ def test_constructor_validation():
         SelectiveRegularizer(RegularizerConfig(), [1, 2], [0, 2], 3)
     with pytest.raises(ValueError, match="negative"):
         SelectiveRegularizer(RegularizerConfig(), [1, -2], [0, 1], 3)
+
+
+def test_the_pair_budget_defaults_by_backbone():
+    from tfrs_selreg.runs.config import resolve
+
+    assert RegularizerConfig().budget is None
+    with pytest.raises(ValueError, match="budget is None"):
+        SelectiveRegularizer(RegularizerConfig(), [1, 2], [0, 1], 3)
+    assert RegularizerConfig().for_backbone("two_tower").budget == 512
+    assert RegularizerConfig().for_backbone("dcn").budget == 256
+    assert RegularizerConfig(budget=64).for_backbone("dcn").budget == 64
+    # TrainConfig records the resolved number (config.json), an explicit one wins.
+    assert resolve(overrides={"model.backbone": "dcn"}).regularizer.budget == 256
+    assert resolve(overrides={"model.backbone": "dcn", "regularizer.budget": 512}).regularizer.budget == 512
+    assert resolve().regularizer.budget == 512
 
 
 def test_get_config_round_trip(world):

@@ -90,6 +90,11 @@ _TEACHER_KEYS = (schema.TEACHER_ITEM_I, schema.TEACHER_ITEM_J, schema.TEACHER_PR
 _PROBE_KEYS = (schema.PROBE_ITEM_I, schema.PROBE_ITEM_J, schema.PROBE_PREF, schema.PROBE_CONFIDENCE)
 
 
+# Teacher pairs per batch by backbone when RegularizerConfig.budget is None (docs/results/speed.md: the
+# DCN step-time target; docs/results/ml-1m-dcn-budget-val: 256 costs no quality against 512).
+DEFAULT_BUDGETS = {"two_tower": 512, "dcn": 256}
+
+
 @dataclasses.dataclass(frozen=True)
 class RegularizerConfig:
     """Hyper-parameters of the regularizer.
@@ -100,6 +105,9 @@ class RegularizerConfig:
       margin: ``m`` of the hinge ``max(0, m - o (s_i - s_j))``.
       budget: ``K``, teacher pairs kept per batch (the most confident ones); the paper leaves it open.
         Only the kept pairs are scored, so the regularizer's cost grows with ``K``, not with the batch.
+        ``None``: the backbone's default, ``DEFAULT_BUDGETS`` (resolved by ``TrainConfig`` and
+        ``build_model``): 512 for the two-tower, where a pair costs two dot products, 256 for DCN, where it
+        costs two cross-network passes and their backward pass.
       probe_budget: ordered probe pairs per batch in the reliability gate's cross-entropy (a random
         subset when the batch has more); each costs a forward pass of the backbone on two items.
       gate_hidden_units: width of the gate's hidden ReLU layer; 0 is the paper's linear gate.
@@ -110,9 +118,8 @@ class RegularizerConfig:
         trained by ``L_rec`` alone. ``all``: the item representations too. ``user`` is the default
         because Adam scales each parameter's step by its own gradient history: an item row that
         rarely gets ``L_rec``'s gradient (long-tail and teacher-candidate items, never in-batch
-        negatives) moves a full step along the teacher's gradient whatever ``teacher_lambda`` is.
-        Measured on the bundled data (``global``, one epoch): ``all`` dropped validation Recall@20
-        from 0.056 to 0.018 at lambda 0.1 and to 0.021 at lambda 0.001; ``user`` kept 0.059.
+        negatives) moves a full step along the teacher's gradient whatever ``teacher_lambda`` is
+        (measured in ``docs/results/selectivity.md``).
         ``long_tail``: the user side plus the representations of long-tail items (``Tail(i) = 1``) only,
         the items ``L_rec`` hardly trains and where the teacher knows more than the model; head items
         stay as ``L_rec`` trained them.
@@ -120,8 +127,7 @@ class RegularizerConfig:
         item representations only when its weight ``w >= item_gradient_min_weight`` (its user side is
         trained by every pair, scaled by ``w``). For the reason ``user`` is the default, the pair weight
         cannot select which pairs move an item row that only the teacher trains: Adam steps that row by
-        about the learning rate whatever ``w > 0`` is. A threshold can. Measured on ML-1M with
-        ``long_tail`` and a random teacher: mean weight 0.019, yet NDCG@20 -18 % at threshold 0.
+        about the learning rate whatever ``w > 0`` is. A threshold can (``docs/results/selectivity.md``).
         0 keeps every pair (each pair's item step is still scaled by ``w``, which Adam undoes).
       pairs: which teacher pairs may enter the loss, by the popularity quartiles ``b(i)`` of the two items
         (:func:`tfrs_selreg.data.popularity.popularity_buckets` over ``item_popularity``), applied before
@@ -133,13 +139,19 @@ class RegularizerConfig:
     gate: str = "reliability"
     teacher_lambda: float = 0.1
     margin: float = 1.0
-    budget: int = 512
+    budget: int | None = None
     probe_budget: int = 256
     gate_hidden_units: int = 0
     initial_gate: float = 0.5
     teacher_gradient: str = "user"
     item_gradient_min_weight: float = 0.0
     pairs: str = "within_group"
+
+    def for_backbone(self, backbone: str) -> RegularizerConfig:
+        """This config with ``budget`` ``None`` replaced by the default of ``backbone``."""
+        if self.budget is not None:
+            return self
+        return dataclasses.replace(self, budget=DEFAULT_BUDGETS[backbone])
 
     @property
     def uses_teacher(self) -> bool:
@@ -154,9 +166,9 @@ class RegularizerConfig:
                     f"RegularizerConfig.teacher_lambda must be a finite number >= 0, got {self.teacher_lambda}.")
         if not (math.isfinite(self.margin) and self.margin > 0):
             raise ValueError(f"RegularizerConfig.margin must be a finite number > 0, got {self.margin}.")
-        if not (isinstance(self.budget, int) and self.budget >= 1):
-            raise ValueError(
-                    f"RegularizerConfig.budget (pairs per batch) must be an int >= 1, got {self.budget!r}.")
+        if not (self.budget is None or (isinstance(self.budget, int) and self.budget >= 1)):
+            raise ValueError(f"RegularizerConfig.budget (pairs per batch) must be an int >= 1 or None (the "
+                             f"backbone's default), got {self.budget!r}.")
         if not (isinstance(self.probe_budget, int) and self.probe_budget >= 1):
             raise ValueError("RegularizerConfig.probe_budget (probe pairs per batch) must be an int >= 1, got "
                              f"{self.probe_budget!r}.")
@@ -236,6 +248,9 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
             raise ValueError("SelectiveRegularizer: item_popularity holds negative counts; pass pop(i) >= 0.")
         if not np.isin(tail, (0, 1)).all():
             raise ValueError("SelectiveRegularizer: long_tail must hold only 0/1 (or booleans).")
+        if config.budget is None:
+            raise ValueError("SelectiveRegularizer: RegularizerConfig.budget is None (the backbone's default); pass "
+                             "config.for_backbone('two_tower' or 'dcn') or set the budget.")
         if cold_start_max_history < 0:
             raise ValueError(
                     f"SelectiveRegularizer: cold_start_max_history must be >= 0, got {cold_start_max_history}.")

@@ -48,7 +48,7 @@ def build_model(config: ModelConfig, data: PreparedData,
         raise ValueError(f"{data.directory}/stats.json has no thresholds.cold_start_max_history; "
                          "re-run `tfrs-selreg prepare`.")
     regularizer = regularizer_lib.SelectiveRegularizer(
-        regularizer_config or regularizer_lib.RegularizerConfig(gate="none"),
+        (regularizer_config or regularizer_lib.RegularizerConfig(gate="none")).for_backbone(config.backbone),
         item_popularity=catalog.popularity, long_tail=catalog.long_tail,
         cold_start_max_history=int(thresholds["cold_start_max_history"]), name="selective_regularizer")
     model = _CLASSES[config.backbone](config, catalog, data.user_vocabulary(), regularizer,

@@ -70,6 +70,8 @@ class TrainConfig:
     strategy: str = "default"
 
     def __post_init__(self) -> None:
+        # The resolved budget goes into config.json, so a run records the number it trained with.
+        object.__setattr__(self, "regularizer", self.regularizer.for_backbone(self.model.backbone))
         if self.strategy not in STRATEGIES:
             raise ValueError(f"TrainConfig.strategy: {self.strategy!r} is not one of {STRATEGIES}.")
         for name in ("epochs", "batch_size", "shuffle_buffer"):
