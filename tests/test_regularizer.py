@@ -393,7 +393,8 @@ def test_backbone_scores_only_the_kept_teacher_pairs_and_the_probe_budget(world,
         return backbone.pair_score_fn(batch["user"])(rows, item_ids)
 
     out = _regularizer(world, gate=mode, budget=5, probe_budget=3)(batch, pair_score_fn, backbone.item_index)
-    assert calls == ([(10, 10), (6, 6)] if mode == "reliability" else [(10, 10)])
+    # One call: 5 pairs (both sides), then with the reliability gate 3 probes (both sides).
+    assert calls == ([(16, 16)] if mode == "reliability" else [(10, 10)])
     assert float(out[TEACHER_PAIRS_KEPT]) == 5
 
 

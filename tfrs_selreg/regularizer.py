@@ -295,6 +295,9 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
             candidates &= self._selected(batch, pref, item_index_fn)
         kept = budget_mask(candidates, batch[schema.TEACHER_CONFIDENCE], self.config.budget)
         pairs = _gather_pairs(batch, _TEACHER_KEYS, tf.where(kept))
+        probe_ordered, probe_correct = _probe_outcomes(batch)
+        probes = self._chosen_probes(batch, probe_ordered) if self.config.gate == "reliability" else None
+        probe_scores = None
         if self._thresholds_item_gradient:
             # Weights first, from scores that train nothing; then the scores of the loss, whose item side
             # is trained only for pairs at or above the threshold (same values, other gradient paths).
@@ -304,16 +307,16 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
             scope = self.item_gradient(item_index_fn(pairs.items))
             scores_i, scores_j = _score_pairs(pair_score_fn, pairs, strong if scope is True else scope & strong)
         else:
-            scores_i, scores_j = _score_pairs(pair_score_fn, pairs)
+            # Teacher pairs and probes in one backbone call (one pass over their distinct items).
+            (scores_i, scores_j), probe_scores = _score_pair_sets(pair_score_fn, pairs, probes)
             weights, gates = self._weights(batch, pairs, scores_i, scores_j, item_index_fn)
         if self.config.gate == "pointwise":
             teacher_loss = pointwise_teacher_mse(scores_i, scores_j, pairs.pref)
         else:
             teacher_loss = selective_pairwise_hinge(scores_i, scores_j, pairs.pref, pair_weights=weights,
                                                     margin=self.config.margin)
-        probe_ordered, probe_correct = _probe_outcomes(batch)
-        gate_loss = (self._gate_loss(batch, probe_ordered, probe_correct, pair_score_fn, item_index_fn)
-                     if self.config.gate == "reliability" else zero)
+        gate_loss = (self._gate_loss(batch, probes, probe_correct, probe_scores, pair_score_fn, item_index_fn)
+                     if probes is not None else zero)
         return {
                 TEACHER_LOSS: tf.cast(teacher_loss, tf.float32),
                 GATE_LOSS: gate_loss,
@@ -365,14 +368,21 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
         gates = tf.stop_gradient(self.gate(self._pair_features(batch, pairs, scores_i, scores_j, item_index_fn)))
         return tf.nn.relu(2.0 * gates - 1.0), gates
 
-    def _gate_loss(self, batch: Mapping[str, tf.Tensor], probe_ordered: tf.Tensor, probe_correct: tf.Tensor,
-                   pair_score_fn: PairScoreFn, item_index_fn: ItemIndexFn) -> tf.Tensor:
-        """The reliability gate's cross-entropy on at most ``probe_budget`` random ordered probes."""
+    def _chosen_probes(self, batch: Mapping[str, tf.Tensor], probe_ordered: tf.Tensor) -> tuple[_Pairs, tf.Tensor]:
+        """At most ``probe_budget`` random ordered probes, and their ``(row, slot)`` positions."""
         chosen = budget_mask(probe_ordered, tf.random.uniform(tf.shape(probe_ordered)), self.config.probe_budget)
         positions = tf.where(chosen)
-        probes = _gather_pairs(batch, _PROBE_KEYS, positions)
+        return _gather_pairs(batch, _PROBE_KEYS, positions), positions
+
+    def _gate_loss(self, batch: Mapping[str, tf.Tensor], probes: tuple[_Pairs, tf.Tensor], probe_correct: tf.Tensor,
+                   probe_scores: Optional[list[tf.Tensor]], pair_score_fn: PairScoreFn,
+                   item_index_fn: ItemIndexFn) -> tf.Tensor:
+        """The reliability gate's cross-entropy on the chosen probes (scored here unless ``probe_scores``)."""
+        probes, positions = probes
+        if probe_scores is None:
+            probe_scores = _score_pairs(pair_score_fn, probes)
         # Probe scores only feed the stop-gradient uncertainty feature: no backward pass through them.
-        scores_i, scores_j = (tf.stop_gradient(s) for s in _score_pairs(pair_score_fn, probes))
+        scores_i, scores_j = (tf.stop_gradient(s) for s in probe_scores)
         logits = self.gate(self._pair_features(batch, probes, scores_i, scores_j, item_index_fn), return_logits=True)
         targets = tf.gather_nd(probe_correct, positions)
         return _mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=targets, logits=logits))
@@ -449,6 +459,19 @@ def _score_pairs(pair_score_fn: PairScoreFn, pairs: _Pairs,
     scores = (pair_score_fn(rows, pairs.items) if item_gradient is None
               else pair_score_fn(rows, pairs.items, item_gradient=item_gradient))
     return tf.split(tf.cast(scores, tf.float32), 2)
+
+
+def _score_pair_sets(pair_score_fn: PairScoreFn, pairs: _Pairs,
+                     probes: Optional[tuple[_Pairs, tf.Tensor]]) -> tuple[list[tf.Tensor], Optional[list[tf.Tensor]]]:
+    """:func:`_score_pairs` of the teacher pairs and, if given, of the probes, from one ``pair_score_fn`` call."""
+    if probes is None:
+        return _score_pairs(pair_score_fn, pairs), None
+    probe_pairs = probes[0]
+    k, q = tf.size(pairs.rows), tf.size(probe_pairs.rows)
+    rows = tf.concat([pairs.rows, pairs.rows, probe_pairs.rows, probe_pairs.rows], axis=0)
+    scores = tf.cast(pair_score_fn(rows, tf.concat([pairs.items, probe_pairs.items], axis=0)), tf.float32)
+    scores_i, scores_j, probe_i, probe_j = tf.split(scores, tf.stack([k, k, q, q]))
+    return [scores_i, scores_j], [probe_i, probe_j]
 
 
 def _probe_outcomes(batch: Mapping[str, tf.Tensor]) -> tuple[tf.Tensor, tf.Tensor]:
