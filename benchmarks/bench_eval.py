@@ -97,9 +97,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         what = name if name.startswith("diagnostics") else f"evaluate {name}"
         print(f"{what:<30} {seconds:7.2f} s  {1e3 * seconds / users:8.3f} ms/user  (median of {len(values)})")
     own = cli - import_only
+    verdict = ("(the target is for ML-1M)" if args.synthetic_items else
+               f"(target on ML-1M < {TARGET_CLI_SECONDS:.0f} s): {'met' if own < TARGET_CLI_SECONDS else 'NOT met'}")
     print(f"CLI `tfrs-selreg evaluate`: {cli:.2f} s in a fresh process; import alone {import_only:.2f} s; "
-          f"the command's own time {own:.2f} s (target < {TARGET_CLI_SECONDS:.0f} s): "
-          f"{'met' if own < TARGET_CLI_SECONDS else 'NOT met'}")
+          f"the command's own time {own:.2f} s {verdict}")
     return 0
 
 
