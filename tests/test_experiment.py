@@ -456,3 +456,33 @@ def test_experiment_command_end_to_end_and_cached(tmp_path, capsys):
     assert cli.main(argv + ["--only-aggregate"]) == 0
     assert _ran(capsys.readouterr().out) == []
 
+
+
+def test_run_command_end_to_end_with_export_and_cached(tmp_path, capsys):
+    """`tfrs-selreg run`: the experiment's stages for one backbone, then the export and report.md."""
+    raw = _write_dataset(tmp_path / "raw")
+    values = {
+        "name": "toyrun", "dataset": "csv", "data_dir": raw, "teacher": "random",
+        "prepare_args": {"history-length": 3, "teacher-pairs": 2, "probe-pairs": 1, "num-shards": 1},
+        "score_args": {"num-candidates": 6, "pairs-per-user": 3, "popular-pool": 10},
+        "gates": ["none", "reliability"], "seeds": [0],
+        "train_args": {"epochs": 1, "batch-size": 16, "embedding-dim": 8, "verbose": 0},
+        "export_gate": "reliability", "model_name": "toy", "saved_models": str(tmp_path / "saved_models"),
+        "runs_dir": str(tmp_path / "runs"), "beam_args": ["--runner", "DirectRunner"],
+    }
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    assert cli.main(["run", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert _ran(out) == ["prepare", "score", "join labels", "train two_tower none seed 0",
+                         "evaluate two_tower none seed 0", "train two_tower reliability seed 0",
+                         "evaluate two_tower reliability seed 0", "export reliability"]
+    root = tmp_path / "runs" / "toyrun"
+    exported = json.loads((root / "train" / "two_tower-reliability-seed0" / "exported.json").read_text())
+    assert exported["path"] == str(tmp_path / "saved_models" / "toy" / "1")
+    assert os.path.exists(os.path.join(exported["path"], "saved_model.pb"))
+    report = (root / "report.md").read_text()
+    assert "tfrs-selreg export --run" in report and "reliability" in report
+    assert cli.main(["run", "--config", str(path)]) == 0  # nothing changed: nothing is recomputed
+    out = capsys.readouterr().out
+    assert _ran(out) == [] and out.count("done already") == 8
