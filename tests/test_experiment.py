@@ -460,7 +460,7 @@ def test_experiment_command_end_to_end_and_cached(tmp_path, capsys):
 
 def test_run_command_end_to_end_with_export_and_cached(tmp_path, capsys):
     """`tfrs-selreg run`: the experiment's stages for one backbone, then the export and report.md."""
-    raw = _write_dataset(tmp_path / "raw")
+    raw = _write_dataset(tmp_path / "raw", n_items=120)  # the export's top-100 needs more than 100 items
     values = {
         "name": "toyrun", "dataset": "csv", "data_dir": raw, "teacher": "random",
         "prepare_args": {"history-length": 3, "teacher-pairs": 2, "probe-pairs": 1, "num-shards": 1},
