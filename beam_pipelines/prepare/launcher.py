@@ -1,0 +1,323 @@
+"""Running the job: the staging folder, statistics, the error-fraction check, the dataset card and publishing."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+from typing import Optional
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+
+from beam_pipelines.prepare.label_files import list_label_files
+from beam_pipelines.prepare.options import (
+    REASON_BELOW_MIN_RATING,
+    REASON_UNKNOWN_ITEM,
+    PrepareError,
+    PrepareOptions,
+    labels_arg,
+    print_help,
+)
+from beam_pipelines.prepare.pipeline import build_pipeline
+from beam_pipelines.prepare.write import write_text
+from tfrs_selreg.data import examples as ex
+from tfrs_selreg.data import item_embeddings, prepared, readers, schema
+from tfrs_selreg.data import labels as labels_lib
+
+
+def _stats(counts: dict[str, int], o: PrepareOptions, reader: readers.DatasetReader, data_dir: str,
+           label_files: list[str], seconds: float) -> dict:
+    rejected: dict[str, dict[str, int]] = {}
+    for key, n in counts.items():
+        if key.startswith("rejected/"):
+            _, what, reason = key.split("/", 2)
+            rejected.setdefault(what, {})[reason] = n
+    return {
+        "dataset": o.dataset,
+        "data_dir": data_dir,
+        "seed": o.seed,
+        "split": o.split,
+        "min_rating": o.min_rating,
+        "has_timestamps": reader.has_timestamps,
+        "users": counts.get("users", 0),
+        "items": counts.get("items", 0),
+        "items_with_training_interactions": counts.get("items_with_training_interactions", 0),
+        "interactions": {s: counts.get(f"interactions_{s}", 0) for s in schema.SPLITS},
+        "users_with": {s: counts.get(f"users_with_{s}", 0) for s in schema.SPLITS},
+        "records": {s: counts.get(f"{s}_records", 0) for s in schema.SPLITS},
+        "cold_start_users": counts.get("cold_start_users", 0),
+        "simulated_cold_start_users": counts.get("simulated_cold_start_users", 0),
+        "long_tail_items": counts.get("long_tail_items", 0),
+        "thresholds": {
+            "cold_start_max_history": o.cold_start_max_history,
+            "long_tail_fraction": o.long_tail_fraction,
+            "long_tail_max_popularity": counts.get("long_tail_max_popularity", -1),
+            "cold_start_fraction": o.cold_start_fraction,
+        },
+        "rows_read": {"interactions": counts.get("interaction_rows_read", 0),
+                      "items": counts.get("item_rows_read", 0),
+                      "labels": counts.get("label_rows_read", 0)},
+        "rows_rejected": rejected,
+        "rows_filtered": {
+            REASON_BELOW_MIN_RATING: counts.get(REASON_BELOW_MIN_RATING, 0),
+            "duplicate_interactions": counts.get("duplicate_interactions", 0),
+            "dropped_by_cold_start_simulation": counts.get("dropped_by_cold_start_simulation", 0),
+        },
+        "labels": {"files": label_files,
+                   "joined_teacher_rows": counts.get("labels_joined_teacher", 0),
+                   "joined_probe_rows": counts.get("labels_joined_probe", 0),
+                   "rejected": rejected.get("labels", {})},
+        "history_length": o.history_length,
+        "teacher_pairs": o.teacher_pairs,
+        "probe_pairs": o.probe_pairs,
+        "num_shards": o.num_shards,
+        "seconds": round(seconds, 2),
+    }
+
+
+def _first_bad_lines(output: str, what: str, reasons: Optional[set] = None,
+                     limit: int = 5) -> list[str]:
+    rows = []
+    for m in FileSystems.match([os.path.join(output, prepared.DEAD_LETTER_DIR, "*.jsonl")])[0] \
+            .metadata_list:
+        with FileSystems.open(m.path) as f:
+            for line in f:
+                r = json.loads(line)
+                if r["input"] == what and (reasons is None or r["reason"] in reasons):
+                    rows.append(r)
+    rows.sort(key=lambda r: (r["source"], r["line"]))
+    return [f"{r['source']}:{r['line']}: {r['reason']}: {r['raw'][:120]!r}" for r in rows[:limit]]
+
+
+def _check_error_fraction(stats: dict, o: PrepareOptions) -> None:
+    # Items first: a rejected catalog row makes its interactions unknown_item, so its own reason comes first.
+    for what in ("items", "interactions", "labels"):
+        read = stats["rows_read"][what]
+        rejected = stats["rows_rejected"].get(what, {})
+        # Label rows dropped for leakage or unknown ids are the guard working, not malformed input.
+        reasons = {labels_lib.REJECT_MALFORMED} if what == "labels" else set(rejected)
+        bad = sum(n for reason, n in rejected.items() if reason in reasons)
+        if read and bad / read > o.max_error_fraction:
+            lines = "\n  ".join(_first_bad_lines(o.output, what, reasons))
+            items_rejected = sum(stats["rows_rejected"].get("items", {}).values())
+            cause = ""
+            if what == "interactions" and rejected.get(REASON_UNKNOWN_ITEM) and items_rejected:
+                first = "\n  ".join(_first_bad_lines(o.output, "items"))
+                cause = (f"{items_rejected} catalog rows were rejected themselves, so their interactions are "
+                         f"{REASON_UNKNOWN_ITEM}; the first of them:\n  {first}\n")
+            raise PrepareError(
+                f"{bad} of {read} {what} rows ({bad / read:.2%}) were rejected, more than "
+                f"--max-error-fraction={o.max_error_fraction}. {cause}First bad rows:\n  {lines}\n"
+                f"All rejected rows: {os.path.join(o.output, prepared.DEAD_LETTER_DIR)}. Fix the input "
+                "or raise --max-error-fraction.")
+
+
+def _dataset_card(stats: dict) -> str:
+    t = stats["thresholds"]
+    lines = [
+        f"# Prepared dataset: {stats['dataset']}",
+        "",
+        f"- source: `{stats['data_dir']}`; split `{stats['split']}`, seed {stats['seed']}, "
+        f"min rating {stats['min_rating']}",
+        f"- users {stats['users']:,}, items {stats['items']:,} "
+        f"({stats['items_with_training_interactions']:,} with training interactions)",
+        "- interactions: " + ", ".join(f"{k} {v:,}" for k, v in stats["interactions"].items()),
+        f"- cold_start users (training history <= {t['cold_start_max_history']}): "
+        f"{stats['cold_start_users']:,} ({stats['simulated_cold_start_users']:,} simulated, "
+        f"fraction {t['cold_start_fraction']})",
+        f"- long_tail items (bottom {t['long_tail_fraction']:.0%} by training popularity, "
+        f"popularity <= {t['long_tail_max_popularity']}): {stats['long_tail_items']:,}",
+        f"- rows read: {stats['rows_read']}; rejected: {stats['rows_rejected'] or 'none'}; "
+        f"filtered: {stats['rows_filtered']}",
+        f"- teacher labels joined: {stats['labels']['joined_teacher_rows']:,} teacher rows, "
+        f"{stats['labels']['joined_probe_rows']:,} probe rows",
+        "",
+        "Features are described in `schema.json`; statistics come from the training split only.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+STAGING_SUFFIX = ".incomplete"
+# What a prepare job writes into --output, besides the split shards; nothing else there is touched.
+OWNED_NAMES = (prepared.ITEMS_FILE, prepared.USERS_FILE, prepared.STATS_FILE, prepared.DATASET_CARD,
+               schema.SCHEMA_FILE)
+OWNED_FOLDERS = (os.path.dirname(prepared.ITEMS_VOCAB), prepared.DEAD_LETTER_DIR, item_embeddings.DIR)
+
+
+def run(argv: Optional[list[str]] = None) -> dict:
+    """Runs the prepare job; returns the statistics written to ``stats.json``."""
+    labels_path, argv = labels_arg(argv)
+    options = PipelineOptions(argv)
+    o = options.view_as(PrepareOptions)
+    std = options.view_as(StandardOptions)
+    if not std.runner:
+        std.runner = "DirectRunner"  # Never let Beam pick (it would try to download Prism).
+    options.view_as(SetupOptions).save_main_session = False
+
+    if not o.dataset or not o.output:
+        raise PrepareError("--dataset and --output are required (see tfrs-selreg prepare --help)")
+    reader_options = {}
+    if o.dataset == "tfds":
+        reader_options = {"tfds_name": o.tfds_name, "tfds_data_dir": o.tfds_data_dir}
+    reader = readers.get_reader(o.dataset, **reader_options)
+    data_dir = o.data_dir
+    if data_dir is None:
+        if o.dataset == "ml-latest-small":
+            data_dir = readers.bundled_data_dir()
+        elif o.dataset == "tfds":
+            data_dir = o.tfds_data_dir or ""
+        else:
+            raise PrepareError(f"--data-dir is required for --dataset {o.dataset}")
+    reader.check(data_dir)
+    if o.split == ex.SPLIT_TEMPORAL and not reader.has_timestamps:
+        raise PrepareError(f"--split temporal needs timestamps, and {o.dataset} data has none; "
+                           "use --split leave_last_out")
+    # The flags' ranges are checked while parsing (tfrs_selreg.flags); this is the one joint rule.
+    if o.split == ex.SPLIT_TEMPORAL and o.temporal_val_fraction + o.temporal_test_fraction >= 1:
+        raise PrepareError(f"--temporal-val-fraction {o.temporal_val_fraction} + --temporal-test-fraction "
+                           f"{o.temporal_test_fraction} must be < 1: the rest is the training split.")
+    label_files: list[str] = []
+    if labels_path:
+        label_files = list_label_files(labels_path)
+        if not label_files:
+            raise PrepareError(f"--labels {labels_path}: no *.jsonl, *.jsonl.gz, *.tfrecord or "
+                               "*.tfrecord.gz files found there")
+
+    output = o.output.rstrip("/")
+    _refuse_inputs_inside(output, data_dir, labels_path, label_files)
+    # Everything is written to a staging folder first and moved into --output only when the job and its
+    # checks succeeded: a failed job leaves a previous good output as it was.
+    staging = output + STAGING_SUFFIX
+    if FileSystems.exists(staging):
+        FileSystems.delete([staging])
+    for sub in ("", os.path.dirname(prepared.ITEMS_VOCAB), prepared.DEAD_LETTER_DIR):
+        FileSystems.mkdirs(os.path.join(staging, sub))
+    o.output = staging
+    try:
+        stats = _run_into(options, o, reader, data_dir, labels_path, label_files)
+    except PrepareError:
+        raise  # the staging folder stays: its dead_letter/ holds the rejected rows the message names
+    except BaseException:
+        FileSystems.delete([staging])
+        raise
+    finally:
+        o.output = output
+    _publish(staging, output)
+    return stats
+
+
+def _run_into(options: PipelineOptions, o: PrepareOptions, reader: readers.DatasetReader, data_dir: str,
+              labels_path: Optional[str], label_files: list[str]) -> dict:
+    """Runs the pipeline into ``o.output`` (the staging folder) and checks the result; returns the stats."""
+    schema_obj = schema.build_schema(o.history_length, o.teacher_pairs, o.probe_pairs)
+    start = time.time()
+    logging.info("prepare: reading %s from %s", o.dataset, data_dir)
+    with beam.Pipeline(options=options) as p:
+        build_pipeline(p, o, reader, data_dir, label_files)
+    seconds = time.time() - start
+
+    counts_path = os.path.join(o.output, "counts.json")
+    with FileSystems.open(counts_path) as f:
+        counts = json.loads(f.read().decode("utf-8"))
+    FileSystems.delete([counts_path])
+    stats = _stats(counts, o, reader, data_dir, label_files, seconds)
+    write_text(os.path.join(o.output, prepared.STATS_FILE), [json.dumps(stats, indent=2)])
+    _check_error_fraction(stats, o)
+    if stats["users"] == 0 or stats["interactions"]["train"] == 0:
+        raise PrepareError(f"no training interactions left from {data_dir} (read "
+                           f"{stats['rows_read']}, filtered {stats['rows_filtered']}); check "
+                           "--min-rating and the input files")
+    joined = stats["labels"]["joined_teacher_rows"] + stats["labels"]["joined_probe_rows"]
+    if label_files and joined == 0:
+        lines = "\n  ".join(_first_bad_lines(o.output, "labels")) or "(no label row was read)"
+        raise PrepareError(
+                f"--labels {labels_path}: none of its {stats['rows_read']['labels']:,} rows could be joined "
+                f"(rejected: {stats['labels']['rejected']}). First rejected rows:\n  {lines}\n"
+                f"All of them: {os.path.join(o.output, prepared.DEAD_LETTER_DIR)}. Were the labels scored on "
+                "this prepared folder (same dataset, split and seed)?")
+    # Beam's file system rather than Schema.save (tf.io.gfile): the launcher need not import TensorFlow.
+    with FileSystems.create(os.path.join(o.output, schema.SCHEMA_FILE)) as f:
+        f.write(schema_obj.dumps().encode("utf-8"))
+    write_text(os.path.join(o.output, prepared.DATASET_CARD), [_dataset_card(stats)])
+    if labels_path:
+        _copy_item_embeddings(labels_path, o.output)
+    return stats
+
+
+def _inside(path: str, folder: str) -> bool:
+    path, folder = (p if "://" in p else os.path.abspath(p) for p in (path, folder))
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _refuse_inputs_inside(output: str, data_dir: str, labels_path: Optional[str], label_files: list[str]) -> None:
+    """An --output that holds an input would be overwritten by the job that reads it."""
+    inputs = [("--data-dir", data_dir)] + [("--labels", f) for f in label_files]
+    inputs += [("--labels", labels_path)] if labels_path else []
+    for flag, path in inputs:
+        if _inside(path, output) or _inside(output, path):
+            raise PrepareError(f"{flag} {path} and --output {output} overlap: the job would overwrite its own "
+                               "input. Write the prepared folder somewhere else.")
+
+
+def _owned(folder: str) -> list[str]:
+    """The paths in ``folder`` that a prepare job writes (and only those: other files are left alone)."""
+    patterns = [os.path.join(folder, f"{split}-[0-9]*-of-[0-9]*.tfrecord") for split in schema.SPLITS]
+    patterns += [os.path.join(folder, name) for name in OWNED_NAMES]
+    return sorted(m.path for result in FileSystems.match(patterns) for m in result.metadata_list)
+
+
+def _publish(staging: str, output: str) -> None:
+    """Moves the finished ``staging`` folder's files into ``output``, replacing only a previous job's.
+
+    File by file (object stores have no folders to rename); a new local ``output`` is the renamed staging
+    folder.
+    """
+    if "://" not in output and not FileSystems.exists(output):
+        FileSystems.rename([staging], [output])
+        return
+    folders = [os.path.join(output, n) for n in OWNED_FOLDERS]
+    old = _owned(output) + [f for f in folders if FileSystems.exists(f)]
+    if old:
+        FileSystems.delete(old)
+    sources = sorted(m.path for m in FileSystems.match([FileSystems.join(staging, "**")])[0].metadata_list)
+    targets = [FileSystems.join(output, os.path.relpath(path, staging)) for path in sources]
+    empty = [os.path.join(output, n) for n in OWNED_FOLDERS if FileSystems.exists(os.path.join(staging, n))]
+    for folder in sorted({os.path.dirname(t) for t in targets} | set(empty)):
+        if not FileSystems.exists(folder):
+            FileSystems.mkdirs(folder)
+    FileSystems.rename(sources, targets)
+    FileSystems.delete([staging])
+
+
+def _copy_item_embeddings(labels_path: str, output: str) -> None:
+    """``LABELS/item_embeddings/`` (the teacher's item text embeddings, when it wrote them) into ``output``."""
+    source = item_embeddings.folder(labels_path.rstrip("/"))
+    target = item_embeddings.folder(output)
+    if FileSystems.exists(target):
+        FileSystems.delete([target])
+    if not FileSystems.exists(os.path.join(source, item_embeddings.INFO_FILE)):
+        return
+    files = [m.path for m in FileSystems.match([os.path.join(source, "*")])[0].metadata_list]
+    FileSystems.mkdirs(target)
+    FileSystems.copy(files, [os.path.join(target, os.path.basename(f)) for f in files])
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``tfrs-selreg prepare``: runs the job and prints the dataset card."""
+    if argv is not None and ({"-h", "--help"} & set(argv)):
+        print_help()
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for noisy in ("apache_beam", "absl"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        stats = run(argv)
+    except (PrepareError, FileNotFoundError, ValueError) as e:
+        print(f"tfrs-selreg prepare: error: {e}", file=sys.stderr)
+        return 1
+    print(_dataset_card(stats), end="")
+    return 0

@@ -1,0 +1,94 @@
+"""The prepare job's flags (``PrepareOptions``, ``--labels``), its side-output tags and its error type."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Optional
+
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from beam_pipelines.options import add_flag
+from tfrs_selreg import flags
+from tfrs_selreg.data import examples as ex
+from tfrs_selreg.data import readers
+
+REJECTED = "rejected"
+COUNTS = "counts"
+
+# Reasons counted but not errors of the input: they are the documented filtering rules.
+REASON_BELOW_MIN_RATING = "below_min_rating"
+REASON_UNKNOWN_ITEM = "unknown_item"
+REASON_DUPLICATE_ITEM = "duplicate_item"
+
+
+class PrepareError(RuntimeError):
+    """The input is unusable (too many bad rows, missing files); the message says what to fix."""
+
+
+class PrepareOptions(PipelineOptions):
+    """Flags of the prepare job (Beam's own flags, such as ``--runner``, are separate)."""
+
+    @classmethod
+    def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        add_flag(parser, "--dataset", choices=sorted(readers.READERS), help="input format / reader (required)")
+        add_flag(parser, "--data-dir", dest="data_dir", default=None,
+                            help="raw data folder (default for ml-latest-small: the bundled copy)")
+        add_flag(parser, "--tfds-name", dest="tfds_name", default="movielens/100k-ratings",
+                            help="TFDS dataset for --dataset tfds")
+        add_flag(parser, "--tfds-data-dir", dest="tfds_data_dir", default=None,
+                            help="TFDS data dir holding the prepared dataset (no download)")
+        add_flag(parser, "--output", help="output folder, local or gs:// (required)")
+        add_flag(parser, "--split", default=ex.SPLIT_LEAVE_LAST_OUT, choices=ex.SPLIT_MODES)
+        add_flag(parser, "--temporal-val-fraction", dest="temporal_val_fraction",
+                 type=flags.number(0.0, below=1.0), default=0.1,
+                 help="temporal split: share of interactions in validation")
+        add_flag(parser, "--temporal-test-fraction", dest="temporal_test_fraction",
+                 type=flags.number(0.0, below=1.0), default=0.1, help="temporal split: share of interactions in test")
+        add_flag(parser, "--min-rating", dest="min_rating", type=flags.number(), default=None,
+                            help="keep only interactions with rating >= this as positives")
+        add_flag(parser, "--history-length", dest="history_length", type=flags.integer(1), default=10,
+                            help="L: training items in each example's history")
+        add_flag(parser, "--cold-start-max-history", dest="cold_start_max_history", type=flags.integer(0),
+                            default=3, help="users with at most this many training items are cold_start")
+        add_flag(parser, "--long-tail-fraction", dest="long_tail_fraction", type=flags.FRACTION, default=0.2,
+                            help="bottom fraction of items by training popularity that is long_tail")
+        add_flag(parser, "--cold-start-fraction", dest="cold_start_fraction", type=flags.FRACTION,
+                            default=0.0, help="simulate cold start: fraction of users keeping 1-3 "
+                            "training items")
+        add_flag(parser, "--teacher-pairs", dest="teacher_pairs", type=flags.integer(0), default=8,
+                            help="P: teacher pairs per training example")
+        add_flag(parser, "--probe-pairs", dest="probe_pairs", type=flags.integer(0), default=4,
+                            help="Q: probe pairs per training example")
+        add_flag(parser, "--seed", type=flags.integer(0), default=0)
+        add_flag(parser, "--max-error-fraction", dest="max_error_fraction", type=flags.FRACTION,
+                            default=0.01, help="fail when more rejected rows than this fraction")
+        add_flag(parser, "--num-shards", dest="num_shards", type=flags.integer(1), default=2,
+                            help="TFRecord shards per split")
+
+
+
+
+def _add_labels_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--labels", default=None,
+                        help="teacher label rows to join (*.jsonl[.gz] or *.tfrecord[.gz]: a file, "
+                        "a glob or a folder)")
+
+
+def labels_arg(argv: Optional[list[str]]) -> tuple[Optional[str], list[str]]:
+    """Parses ``--labels`` apart: Beam's Google Cloud options own that flag name (job labels; use
+    ``--label key=value`` for those), so it cannot live in :class:`PrepareOptions`."""
+    parser = argparse.ArgumentParser(add_help=False)
+    _add_labels_arg(parser)
+    known, rest = parser.parse_known_args(argv)
+    return known.labels, rest
+
+
+def print_help() -> None:
+    parser = argparse.ArgumentParser(
+        prog="tfrs-selreg prepare",
+        description="Beam job: raw interactions (+ optional teacher labels) -> split TFRecords, vocabularies, "
+                    "statistics.",
+        epilog="Beam's own flags (--runner, --direct_num_workers, --project, ...) are accepted too.")
+    PrepareOptions._add_argparse_args(parser)
+    _add_labels_arg(parser)
+    parser.print_help()

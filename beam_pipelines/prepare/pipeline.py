@@ -1,0 +1,129 @@
+"""The Beam graph of the prepare job (``build_pipeline``) and the global temporal cut."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import apache_beam as beam
+
+from beam_pipelines.prepare.label_files import ParseLabels
+from beam_pipelines.prepare.options import COUNTS, REJECTED, PrepareOptions
+from beam_pipelines.prepare.read import DedupeCatalog, ReadInteractions, ReadItems
+from beam_pipelines.prepare.user_examples import BuildExamples, SplitUsers, build_catalog
+from beam_pipelines.prepare.write import WriteCatalog, WriteShard, write_text, write_users
+from tfrs_selreg.data import examples as ex
+from tfrs_selreg.data import prepared, readers, schema
+
+
+def _temporal_cuts(histogram: dict[int, int], val_fraction: float, test_fraction: float):
+    """Exact global timestamp cuts so that about the requested shares fall in validation and test."""
+    total = sum(histogram.values())
+    want_train = total * (1.0 - val_fraction - test_fraction)
+    want_val = total * (1.0 - test_fraction)
+    cum, val_cut, test_cut = 0, None, None
+    for ts in sorted(histogram):
+        if val_cut is None and cum >= want_train:
+            val_cut = ts
+        if test_cut is None and cum >= want_val:
+            test_cut = ts
+        cum += histogram[ts]
+    last = max(histogram) + 1
+    return (val_cut if val_cut is not None else last, test_cut if test_cut is not None else last)
+
+
+class _Histogram(beam.CombineFn):
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, acc, ts):
+        acc[ts] = acc.get(ts, 0) + 1
+        return acc
+
+    def merge_accumulators(self, accs):
+        out: dict[int, int] = {}
+        for a in accs:
+            for k, v in a.items():
+                out[k] = out.get(k, 0) + v
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+def build_pipeline(p: beam.Pipeline, o: PrepareOptions, reader: readers.DatasetReader,
+                   data_dir: str, label_files: list[str]) -> None:
+    out = o.output
+    raw = (p | "DataDir" >> beam.Create([data_dir]))
+    items = raw | "ReadItems" >> beam.ParDo(ReadItems(reader)).with_outputs(REJECTED, COUNTS,
+                                                                           main="main")
+    catalog_items = (items.main | "GroupCatalogIds" >> beam.GroupByKey()
+                     | "DedupeCatalog" >> beam.ParDo(DedupeCatalog()).with_outputs(REJECTED,
+                                                                                   main="main"))
+    catalog_ids = catalog_items.main | "CatalogIds" >> beam.Map(lambda it: it.item_id)
+    interactions = raw | "ReadInteractions" >> beam.ParDo(
+        ReadInteractions(reader, o.min_rating), catalog_ids=beam.pvalue.AsList(catalog_ids)
+    ).with_outputs(REJECTED, COUNTS, main="main")
+
+    cuts = None
+    if o.split == ex.SPLIT_TEMPORAL:
+        cuts = beam.pvalue.AsSingleton(
+            interactions.main | "Timestamps" >> beam.FlatMap(lambda kv: [x[1] for x in kv[1]])
+            | "TimestampHistogram" >> beam.CombineGlobally(_Histogram())
+            | "TemporalCuts" >> beam.Map(_temporal_cuts, o.temporal_val_fraction,
+                                         o.temporal_test_fraction))
+    users = (interactions.main
+             | "GroupByUser" >> beam.GroupByKey()
+             | "SplitUsers" >> beam.ParDo(SplitUsers(o.split, o.seed, o.cold_start_fraction),
+                                          cuts=cuts).with_outputs(COUNTS, main="main"))
+    popularity = (users.main
+                  | "TrainItems" >> beam.FlatMap(lambda s: [(x[0], 1) for x in s.train])
+                  | "Popularity" >> beam.CombinePerKey(sum))
+    catalog = (catalog_items.main | "CatalogToList" >> beam.combiners.ToList()
+               | "BuildCatalog" >> beam.Map(
+                   lambda items, pop: build_catalog(items, pop, o.long_tail_fraction),
+                   pop=beam.pvalue.AsDict(popularity)))
+    catalog_counts = catalog | "WriteCatalog" >> beam.ParDo(WriteCatalog(out))
+
+    keyed_users = users.main | "KeyUsers" >> beam.Map(lambda s: (s.user_id, s))
+    joined = {"users": keyed_users}
+    label_rejects = []
+    label_counts = []
+    if label_files:
+        parsed = (p | "LabelFiles" >> beam.Create(label_files)
+                  | "ParseLabels" >> beam.ParDo(ParseLabels()).with_outputs(REJECTED, COUNTS,
+                                                                           main="main"))
+        joined["labels"] = parsed.main
+        label_rejects.append(parsed[REJECTED])
+        label_counts.append(parsed[COUNTS])
+    options = {"history_length": o.history_length, "cold_start_max_history": o.cold_start_max_history,
+               "teacher_pairs": o.teacher_pairs, "probe_pairs": o.probe_pairs, "seed": o.seed,
+               "num_shards": o.num_shards, "with_labels": bool(label_files)}
+    built = (joined | "JoinLabels" >> beam.CoGroupByKey()
+             | "BuildExamples" >> beam.ParDo(BuildExamples(options),
+                                             catalog=beam.pvalue.AsSingleton(catalog))
+             .with_outputs(REJECTED, COUNTS, "users", main="main"))
+
+    empty_shards = p | "AllShards" >> beam.Create(
+        [((split, s), []) for split in schema.SPLITS for s in range(o.num_shards)])
+    shard_counts = ((built.main, empty_shards) | "WithEmptyShards" >> beam.Flatten()
+                    | "GroupShards" >> beam.GroupByKey()
+                    | "WriteShards" >> beam.ParDo(WriteShard(out, o.num_shards)))
+    user_counts = (built.users | "UsersToList" >> beam.combiners.ToList()
+                   | "WriteUsers" >> beam.Map(write_users(out))
+                   | "UsersWritten" >> beam.Map(lambda n: ("users_written", n)))
+
+    rejected = ((interactions[REJECTED], items[REJECTED], catalog_items[REJECTED],
+                 built[REJECTED], *label_rejects) | "AllRejected" >> beam.Flatten())
+    _ = (rejected | "RejectedToJson" >> beam.Map(lambda r: json.dumps(r, sort_keys=True))
+         | "WriteDeadLetter" >> beam.io.WriteToText(
+             os.path.join(out, prepared.DEAD_LETTER_DIR, "rejected"), file_name_suffix=".jsonl"))
+    reject_counts = rejected | "RejectReasons" >> beam.Map(
+        lambda r: (f"rejected/{r['input']}/{r['reason']}", 1))
+    _ = ((interactions[COUNTS], items[COUNTS], users[COUNTS], built[COUNTS], catalog_counts,
+          shard_counts, user_counts, reject_counts, *label_counts)
+         | "AllCounts" >> beam.Flatten()
+         | "SumCounts" >> beam.CombinePerKey(sum)
+         | "CountsToList" >> beam.combiners.ToList()
+         | "WriteCounts" >> beam.Map(lambda kvs: write_text(
+             os.path.join(out, "counts.json"), [json.dumps(dict(sorted(kvs)))])))

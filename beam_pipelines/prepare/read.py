@@ -1,0 +1,102 @@
+"""Reading: the dataset reader's rows as interactions and catalog items, malformed rows tagged for the dead letters."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+import apache_beam as beam
+
+from beam_pipelines.prepare.options import (
+    COUNTS,
+    REASON_BELOW_MIN_RATING,
+    REASON_DUPLICATE_ITEM,
+    REASON_UNKNOWN_ITEM,
+    REJECTED,
+)
+from tfrs_selreg.data import readers
+
+
+# Multi-output DoFn: Beam would infer a Union with TaggedOutput and reject the keyed main output.
+@beam.typehints.with_output_types(Any)
+class ReadInteractions(beam.DoFn):
+    """Reader output -> ``(user_id, [(item_id, timestamp, rating, line), ...])``; bad rows tagged.
+
+    Rows naming an item missing from the catalog are rejected as ``unknown_item``; the catalog ids
+    arrive as a side input so the million-row stream is not shuffled by item. Accepted rows are
+    grouped by user within at most ``FLUSH_ROWS`` rows before they leave the DoFn (combiner lifting by
+    hand), so the shuffle by user moves a few lists per user instead of one element per row.
+    """
+
+    FLUSH_ROWS = 100_000
+
+    def __init__(self, reader: readers.DatasetReader, min_rating: Optional[float]):
+        self._reader = reader
+        self._min_rating = min_rating
+
+    def process(self, data_dir: str, catalog_ids):
+        known = frozenset(catalog_ids)
+        # Counted here and emitted once: a count element per row would double the rows Beam moves.
+        read = below_min_rating = buffered = 0
+        by_user: dict[str, list] = {}
+        for row in self._reader.read_interactions(data_dir):
+            read += 1
+            if isinstance(row, readers.Rejected):
+                yield beam.pvalue.TaggedOutput(REJECTED, reject_record("interactions", row.source,
+                                                                        row.line, row.reason, row.raw))
+            elif row.item_id not in known:
+                yield beam.pvalue.TaggedOutput(REJECTED, reject_record(
+                    "interactions", row.source, row.line, REASON_UNKNOWN_ITEM,
+                    f"user_id={row.user_id} item_id={row.item_id}"))
+            elif self._min_rating is not None and (row.rating is None or row.rating < self._min_rating):
+                below_min_rating += 1
+            else:
+                by_user.setdefault(row.user_id, []).append((row.item_id, row.timestamp, row.rating, row.line))
+                buffered += 1
+                if buffered >= self.FLUSH_ROWS:
+                    yield from by_user.items()
+                    by_user, buffered = {}, 0
+        yield from by_user.items()
+        yield from counts(interaction_rows_read=read, **{REASON_BELOW_MIN_RATING: below_min_rating})
+
+
+def counts(**counts: int):
+    """``COUNTS`` outputs of the non-zero counts (zeros add nothing to the sums)."""
+    for key, value in counts.items():
+        if value:
+            yield beam.pvalue.TaggedOutput(COUNTS, (key, value))
+
+
+@beam.typehints.with_output_types(Any)
+class ReadItems(beam.DoFn):
+    """Reader output -> ``Item``; bad rows tagged."""
+
+    def __init__(self, reader: readers.DatasetReader):
+        self._reader = reader
+
+    def process(self, data_dir: str):
+        read = 0
+        for position, row in enumerate(self._reader.read_items(data_dir)):
+            read += 1
+            if isinstance(row, readers.Rejected):
+                yield beam.pvalue.TaggedOutput(REJECTED, reject_record("items", row.source, row.line,
+                                                                        row.reason, row.raw))
+            else:
+                yield row.item_id, (position, row)
+        yield from counts(item_rows_read=read)
+
+
+def reject_record(what: str, source: str, line: int, reason: str, raw: str) -> dict:
+    return {"input": what, "source": source, "line": line, "reason": reason, "raw": raw[:500]}
+
+
+@beam.typehints.with_output_types(Any)
+class DedupeCatalog(beam.DoFn):
+    """One catalog entry per item id: the first one in reading order wins, the others are rejected."""
+
+    def process(self, element):
+        item_id, entries = element
+        entries = sorted(entries, key=lambda e: e[0])
+        yield entries[0][1]
+        for position, _ in entries[1:]:
+            yield beam.pvalue.TaggedOutput(REJECTED, reject_record(
+                "items", "catalog", position + 1, REASON_DUPLICATE_ITEM, f"item_id={item_id}"))

@@ -1,0 +1,129 @@
+"""Per user: the split (and cold-start simulation), then the ``tf.train.Example`` records with the joined labels."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import apache_beam as beam
+
+from beam_pipelines.prepare.options import COUNTS, REJECTED
+from beam_pipelines.prepare.read import reject_record
+from tfrs_selreg.data import examples as ex
+from tfrs_selreg.data import labels as labels_lib
+from tfrs_selreg.data import schema
+
+
+@beam.typehints.with_output_types(Any)
+class SplitUsers(beam.DoFn):
+    """``(user_id, lists of interactions)`` -> :class:`examples.UserSplit` (dedup, split, cold-start simulation)."""
+
+    def __init__(self, mode: str, seed: int, cold_start_fraction: float):
+        self._mode, self._seed, self._cold = mode, seed, cold_start_fraction
+
+    def process(self, element, cuts=None):
+        user_id, chunks = element
+        interactions = [x for chunk in chunks for x in chunk]
+        val_cut, test_cut = cuts if cuts else (None, None)
+        split = ex.split_user(user_id, interactions, mode=self._mode, seed=self._seed,
+                              cold_start_fraction=self._cold, val_cut=val_cut, test_cut=test_cut)
+        if split.duplicates:
+            yield beam.pvalue.TaggedOutput(COUNTS, ("duplicate_interactions", split.duplicates))
+        if split.dropped_by_simulation:
+            yield beam.pvalue.TaggedOutput(COUNTS, ("dropped_by_cold_start_simulation",
+                                                    split.dropped_by_simulation))
+        if split.simulated_cold_start:
+            yield beam.pvalue.TaggedOutput(COUNTS, ("simulated_cold_start_users", 1))
+        yield split
+
+
+def build_catalog(items: list, popularity: dict[str, int], long_tail_fraction: float) -> dict:
+    """Catalog info: vocabulary order, popularity, long-tail set and threshold."""
+    pop = {it.item_id: int(popularity.get(it.item_id, 0)) for it in items}
+    tail, tail_max = ex.long_tail_items(pop, long_tail_fraction)
+    order = ex.catalog_order(pop)
+    by_id = {it.item_id: it for it in items}
+    return {"order": order, "popularity": pop, "long_tail": tail, "long_tail_max_popularity": tail_max,
+            "items": by_id}
+
+
+@beam.typehints.with_output_types(Any)
+class BuildExamples(beam.DoFn):
+    """A user's split (+ joined labels) -> ``((split, shard), (sort_key, record))`` and side rows."""
+
+    def __init__(self, options: dict[str, Any]):
+        self._o = options
+
+    def process(self, element, catalog):
+        user_id, grouped = element
+        splits = list(grouped["users"])
+        label_rows = list(grouped.get("labels", ()))
+        if not splits:
+            for row, path, line in label_rows:
+                yield beam.pvalue.TaggedOutput(REJECTED, reject_record(
+                    "labels", path, line, labels_lib.REJECT_UNKNOWN_USER, row.to_json()))
+            return
+        (split,) = splits
+        o = self._o
+        held_out = {x[0] for x in split.val} | {x[0] for x in split.test}
+        teacher_rows, probe_rows = [], []
+        for row, path, line in label_rows:
+            reason = None
+            if row.item_i not in catalog["popularity"] or row.item_j not in catalog["popularity"]:
+                reason = labels_lib.REJECT_UNKNOWN_ITEM
+            elif row.item_i in held_out or row.item_j in held_out:
+                reason = labels_lib.REJECT_LEAKAGE
+            if reason:
+                yield beam.pvalue.TaggedOutput(REJECTED, reject_record("labels", path, line, reason,
+                                                                        row.to_json()))
+                continue
+            if row.kind == schema.KIND_PROBE:
+                probe_rows.append((row.item_i, row.item_j, row.pref, row.effective_confidence,
+                                   row.truth))
+            else:
+                teacher_rows.append((row.item_i, row.item_j, row.pref, row.effective_confidence))
+        # Label files have no defined order; sort so sampling does not depend on the runner.
+        teacher_rows.sort()
+        probe_rows.sort()
+        yield beam.pvalue.TaggedOutput(COUNTS, ("labels_joined_teacher", len(teacher_rows)))
+        yield beam.pvalue.TaggedOutput(COUNTS, ("labels_joined_probe", len(probe_rows)))
+
+        pop, tail = catalog["popularity"], catalog["long_tail"]
+        train_items = [x[0] for x in split.train]
+        n_train = len(train_items)
+        cold = n_train <= o["cold_start_max_history"]
+        L, shards, seed = o["history_length"], o["num_shards"], o["seed"]
+        shard = ex.shard_of(user_id, shards)
+        common = dict(user_id=user_id, history_length=n_train, cold_start=cold)
+        with_labels = o["with_labels"]
+        train_records = []
+        for k, (item_id, ts, rating, _) in enumerate(split.train):
+            record = ex.make_example(
+                item_id=item_id, history=ex.padded_history(train_items[max(0, k - L):k], L), timestamp=ts,
+                rating=rating, item_popularity=pop[item_id], long_tail=item_id in tail,
+                teacher_pairs=ex.sample_pairs(teacher_rows, o["teacher_pairs"], seed, user_id, k, "t")
+                if with_labels else None,
+                probe_pairs=ex.sample_pairs(probe_rows, o["probe_pairs"], seed, user_id, k, "p")
+                if with_labels else None,
+                num_teacher_pairs=o["teacher_pairs"], num_probe_pairs=o["probe_pairs"], **common)
+            train_records.append((ex.unit_hash(seed, "order", user_id, k), record))
+        # One element per user and split keeps the shard shuffle small (records travel in lists).
+        yield ("train", shard), train_records
+        history = ex.padded_history(train_items, L)
+        for name, rows in (("val", split.val), ("test", split.test)):
+            yield (name, shard), [
+                (ex.unit_hash(seed, "order", user_id, name, k), ex.make_example(
+                    item_id=item_id, history=history, timestamp=ts, rating=rating,
+                    item_popularity=pop.get(item_id, 0), long_tail=item_id in tail, **common))
+                for k, (item_id, ts, rating, _) in enumerate(rows)]
+        yield beam.pvalue.TaggedOutput("users", json.dumps({
+            "user_id": user_id, "train_items": train_items,
+            "val_items": [x[0] for x in split.val], "test_items": [x[0] for x in split.test],
+            "history_length": n_train, "cold_start": cold}, sort_keys=True))
+        for name, rows in (("train", split.train), ("val", split.val), ("test", split.test)):
+            if rows:
+                yield beam.pvalue.TaggedOutput(COUNTS, (f"interactions_{name}", len(rows)))
+                yield beam.pvalue.TaggedOutput(COUNTS, (f"users_with_{name}", 1))
+        yield beam.pvalue.TaggedOutput(COUNTS, ("users", 1))
+        if cold:
+            yield beam.pvalue.TaggedOutput(COUNTS, ("cold_start_users", 1))
