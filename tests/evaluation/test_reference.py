@@ -10,7 +10,7 @@ from tests.synthetic import make_prepared
 from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.evaluation import evaluate, reference
-from tfrs_selreg.teachers.embedding import EmbeddingTeacher
+from tfrs_selreg.teachers.embedding_teacher import EmbeddingTeacher
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from tfrs_selreg.data import labels, schema
 from tfrs_selreg.data.prepared import Item
 from tfrs_selreg.teachers import candidates, registry
 from tfrs_selreg.teachers.base import PairSpec, ScoringRequest
-from tfrs_selreg.teachers.embedding import DEFAULT_MODEL, EmbeddingTeacher
+from tfrs_selreg.teachers.embedding_teacher import DEFAULT_MODEL, EmbeddingTeacher
 
 pytest.importorskip("sentence_transformers")
 

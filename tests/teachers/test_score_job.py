@@ -15,7 +15,7 @@ from tfrs_selreg.data.labels import LabelRow
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.teachers import candidates
 from tfrs_selreg.teachers.base import PairSpec, ScoringRequest, ScoringResult, Teacher, register
-from tfrs_selreg.teachers.embedding import EmbeddingTeacher
+from tfrs_selreg.teachers.embedding_teacher import EmbeddingTeacher
 
 
 def _label_rows(output) -> list[LabelRow]:

@@ -48,7 +48,7 @@ class EmbeddingTeacherRanker:
     """
 
     def __init__(self, data: PreparedData, model: str | None = None):
-        from tfrs_selreg.teachers.embedding import EmbeddingTeacher
+        from tfrs_selreg.teachers.embedding_teacher import EmbeddingTeacher
 
         by_id = {item.item_id: item for item in data.items()}
         vocabulary = data.item_vocabulary()

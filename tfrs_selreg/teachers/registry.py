@@ -13,7 +13,7 @@ from tfrs_selreg.teachers import base
 
 # teacher name -> (module that registers it, pip extra that installs its dependencies)
 TEACHERS = {
-    "embedding": ("tfrs_selreg.teachers.embedding", "embedding"),
+    "embedding": ("tfrs_selreg.teachers.embedding_teacher", "embedding"),
     "llama-cpp": ("tfrs_selreg.teachers.llama_cpp_teacher", "llama"),
     "openai": ("tfrs_selreg.teachers.openai_teacher", "all"),
     "random": ("tfrs_selreg.teachers.random_teacher", "all"),
