@@ -109,13 +109,12 @@ def make_prepared(
         for item in catalog:
             c = int(cluster_of[item])
             title = " ".join(rng.choice(words[c], size=2, replace=False)) + f" {item}"
-            f.write(json.dumps({
-                "item_id": item, "title": title.title(), "categories": [CLUSTER_NAMES[c]],
-                "description": "", "brand": "", "tags": [], "popularity": popularity[item],
-                "long_tail": item in tail_items,
-            }) + "\n")
+            f.write(prepared.Item(item, title=title.title(), categories=(CLUSTER_NAMES[c],),
+                                  popularity=popularity[item], long_tail=item in tail_items).to_json() + "\n")
     with open(os.path.join(directory, prepared.USERS_FILE), "w", encoding="utf-8") as f:
-        f.writelines(json.dumps({k: v for k, v in row.items() if k != "cluster"}) + "\n" for row in users)
+        f.writelines(prepared.User(row["user_id"], tuple(row["train_items"]), tuple(row["val_items"]),
+                                   tuple(row["test_items"]), row["history_length"], row["cold_start"]).to_json()
+                     + "\n" for row in users)
 
     # Index arrays (raw order; the popular pool in catalog order) keep large catalogs fast.
     raw_index = {item: i for i, item in enumerate(raw_items)}

@@ -451,10 +451,6 @@ def test_config_validation():
         RegularizerConfig(budget=0)
     with pytest.raises(ValueError, match="probe_budget"):
         RegularizerConfig(probe_budget=0)
-    with pytest.raises(ValueError, match="gate_hidden_units"):
-        RegularizerConfig(gate_hidden_units=-2)
-    with pytest.raises(ValueError, match="initial_gate"):
-        RegularizerConfig(initial_gate=1.0)
     with pytest.raises(ValueError, match="item_gradient_min_weight"):
         RegularizerConfig(item_gradient_min_weight=1.5)
 
@@ -484,7 +480,7 @@ def test_the_pair_budget_defaults_by_backbone():
 
 
 def test_get_config_round_trip(world):
-    regularizer = _regularizer(world, gate="paper", budget=64, gate_hidden_units=2)
+    regularizer = _regularizer(world, gate="paper", budget=64, margin=0.5)
     restored = SelectiveRegularizer.from_config(regularizer.get_config())
     assert restored.config == regularizer.config
     assert restored.get_config() == regularizer.get_config()

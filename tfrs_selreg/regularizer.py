@@ -110,9 +110,6 @@ class RegularizerConfig:
         costs two cross-network passes and their backward pass.
       probe_budget: ordered probe pairs per batch in the reliability gate's cross-entropy (a random
         subset when the batch has more); each costs a forward pass of the backbone on two items.
-      gate_hidden_units: width of the gate's hidden ReLU layer; 0 is the paper's linear gate.
-      initial_gate: the gate's value before training. In ``reliability`` mode 0.5 means weight
-        ``2 * 0.5 - 1 = 0``: the teacher is not used until the probes show it beats chance.
       teacher_gradient: what the teacher loss trains. ``user``: the user side and the shared layers;
         the item representations enter the teacher term as constants (stop-gradient), so items are
         trained by ``L_rec`` alone. ``all``: the item representations too. ``user`` is the default
@@ -141,8 +138,6 @@ class RegularizerConfig:
     margin: float = 1.0
     budget: int | None = None
     probe_budget: int = 256
-    gate_hidden_units: int = 0
-    initial_gate: float = 0.5
     teacher_gradient: str = "user"
     item_gradient_min_weight: float = 0.0
     pairs: str = "within_group"
@@ -172,11 +167,6 @@ class RegularizerConfig:
         if not (isinstance(self.probe_budget, int) and self.probe_budget >= 1):
             raise ValueError("RegularizerConfig.probe_budget (probe pairs per batch) must be an int >= 1, got "
                              f"{self.probe_budget!r}.")
-        if not (isinstance(self.gate_hidden_units, int) and self.gate_hidden_units >= 0):
-            raise ValueError(
-                    f"RegularizerConfig.gate_hidden_units must be an int >= 0, got {self.gate_hidden_units!r}.")
-        if not 0.0 < self.initial_gate < 1.0:
-            raise ValueError(f"RegularizerConfig.initial_gate must be in (0, 1), got {self.initial_gate}.")
         if self.teacher_gradient not in TEACHER_GRADIENTS:
             raise ValueError(f"RegularizerConfig.teacher_gradient must be one of {TEACHER_GRADIENTS}, got "
                              f"{self.teacher_gradient!r}.")
@@ -262,7 +252,9 @@ class SelectiveRegularizer(tf.keras.layers.Layer):
         self._log_popularity = tf.constant(log_popularity, tf.float32)
         self._tail = tf.constant(tail, tf.float32)
         self._bucket = tf.constant(popularity_buckets(popularity), tf.int32)
-        self.gate = (SelectiveGate(config.gate_hidden_units, config.initial_gate, name="selective_gate")
+        # The paper's linear gate, at 0.5 before training: in reliability mode weight 2 * 0.5 - 1 = 0, so the
+        # teacher is not used until the probes show it beats chance.
+        self.gate = (SelectiveGate(name="selective_gate")
                      if config.gate in ("paper", "reliability") else None)
 
     @property

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import apache_beam as beam
@@ -11,7 +10,7 @@ from beam_pipelines.prepare.options import COUNTS, REJECTED
 from beam_pipelines.prepare.read import reject_record
 from tfrs_selreg.data import examples as ex
 from tfrs_selreg.data import labels as labels_lib
-from tfrs_selreg.data import schema
+from tfrs_selreg.data import prepared, schema
 
 
 @beam.typehints.with_output_types(Any)
@@ -116,10 +115,9 @@ class BuildExamples(beam.DoFn):
                     item_id=item_id, history=history, timestamp=ts, rating=rating,
                     item_popularity=pop.get(item_id, 0), long_tail=item_id in tail, **common))
                 for k, (item_id, ts, rating, _) in enumerate(rows)]
-        yield beam.pvalue.TaggedOutput("users", json.dumps({
-            "user_id": user_id, "train_items": train_items,
-            "val_items": [x[0] for x in split.val], "test_items": [x[0] for x in split.test],
-            "history_length": n_train, "cold_start": cold}, sort_keys=True))
+        yield beam.pvalue.TaggedOutput("users", prepared.User(
+            user_id, tuple(train_items), tuple(x[0] for x in split.val), tuple(x[0] for x in split.test),
+            history_length=n_train, cold_start=cold).to_json())
         for name, rows in (("train", split.train), ("val", split.val), ("test", split.test)):
             if rows:
                 yield beam.pvalue.TaggedOutput(COUNTS, (f"interactions_{name}", len(rows)))

@@ -50,9 +50,7 @@ class WriteCatalog(beam.DoFn):
             item = dataclasses.replace(catalog["items"][item_id],
                                        popularity=catalog["popularity"][item_id],
                                        long_tail=item_id in catalog["long_tail"])
-            d = dataclasses.asdict(item)
-            d["categories"], d["tags"] = list(d["categories"]), list(d["tags"])
-            rows.append(json.dumps(d, sort_keys=True, ensure_ascii=False))
+            rows.append(item.to_json())
         write_text(os.path.join(self._output, prepared.ITEMS_VOCAB), catalog["order"])
         write_text(os.path.join(self._output, prepared.ITEMS_FILE), rows)
         yield ("items", len(catalog["order"]))

@@ -52,3 +52,17 @@ def test_errors_name_the_field(tmp_path, values, message):
 def test_bad_set_flag():
     with pytest.raises(ValueError, match="KEY=VALUE"):
         config_from_args(_parser().parse_args(["--set", "epochs"]))
+
+
+def test_a_run_config_from_before_the_gate_options_were_removed_loads_when_it_used_their_defaults(tmp_path):
+    from tfrs_selreg.runs import config as config_lib
+
+    values = config_lib.TrainConfig().to_json()
+    values["regularizer"].update(gate_hidden_units=0, initial_gate=0.5)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(values))
+    assert config_lib.load(str(path)) == config_lib.TrainConfig()
+    values["regularizer"]["gate_hidden_units"] = 2
+    path.write_text(json.dumps(values))
+    with pytest.raises(ValueError, match="gate_hidden_units is no longer an option"):
+        config_lib.load(str(path))

@@ -72,6 +72,10 @@ class Item:
             parts.append("- " + self.description)
         return " ".join(p for p in parts if p)[:max_chars]
 
+    def to_json(self) -> str:
+        """Its ``items.jsonl`` line (read back by :meth:`PreparedData.items`)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, ensure_ascii=False)
+
 
 @dataclasses.dataclass(frozen=True)
 class User:
@@ -81,6 +85,10 @@ class User:
     test_items: tuple[str, ...]
     history_length: int
     cold_start: bool
+
+    def to_json(self) -> str:
+        """Its ``users.jsonl`` line (read back by :meth:`PreparedData.users`)."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
 class PreparedFolderError(ValueError):

@@ -194,8 +194,23 @@ def save(config: TrainConfig, path: str) -> None:
         f.write(json.dumps(config.to_json(), indent=2, sort_keys=True) + "\n")
 
 
+# Fields that runs trained before their removal recorded, with the only value the code has kept.
+_REMOVED_REGULARIZER_FIELDS = {"gate_hidden_units": 0, "initial_gate": 0.5}
+
+
 def load(path: str) -> TrainConfig:
-    """The :class:`TrainConfig` saved in a run's ``config.json``."""
+    """The :class:`TrainConfig` saved in a run's ``config.json``.
+
+    A run trained before ``regularizer.gate_hidden_units`` and ``regularizer.initial_gate`` were removed
+    loads when it used their defaults (the gate the code still builds); another value is an error.
+    """
     import tensorflow as tf
     with tf.io.gfile.GFile(path) as f:
-        return from_dict(TrainConfig, json.load(f), where=path)
+        values = json.load(f)
+    regularizer = values.get("regularizer") if isinstance(values, dict) else None
+    for key, kept in _REMOVED_REGULARIZER_FIELDS.items():
+        if isinstance(regularizer, dict) and key in regularizer:
+            if regularizer.pop(key) != kept:
+                raise ValueError(f"{path}: regularizer.{key} is no longer an option (only {kept} is built); "
+                                 "train the run again with this version.")
+    return from_dict(TrainConfig, values, where=path)
