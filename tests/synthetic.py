@@ -32,6 +32,7 @@ import sys
 import numpy as np
 
 from tfrs_selreg.data import examples, prepared, schema
+from tfrs_selreg.data.labels import LabelPair
 
 TEACHERS = ("oracle", "random", "cold_oracle")
 CLUSTER_NAMES = ("Action", "Comedy", "Drama", "Horror", "Science", "Travel", "Music", "Sport")
@@ -199,7 +200,8 @@ def _teacher_pairs(rng, pools, n, oracle):
         good, bad = pools.draw(rng, "good"), pools.draw(rng, "other")
         good_first = rng.random() < 0.5
         pref = (0.9 if good_first else 0.1) if oracle else float(rng.random())
-        rows.append((good, bad, pref, abs(2 * pref - 1)) if good_first else (bad, good, pref, abs(2 * pref - 1)))
+        rows.append(LabelPair(good, bad, pref, abs(2 * pref - 1)) if good_first
+                    else LabelPair(bad, good, pref, abs(2 * pref - 1)))
     return rows
 
 
@@ -213,7 +215,7 @@ def _probe_pairs(rng, train, pools, n, oracle):
         truth = int(rng.random() < 0.5)
         pref = (0.9 if truth else 0.1) if oracle else float(rng.random())
         pair = (positive, negative) if truth else (negative, positive)
-        rows.append((*pair, pref, abs(2 * pref - 1), truth))
+        rows.append(LabelPair(*pair, pref, abs(2 * pref - 1), truth))
     return rows
 
 

@@ -77,10 +77,10 @@ class BuildExamples(beam.DoFn):
                                                                         row.to_json()))
                 continue
             if row.kind == schema.KIND_PROBE:
-                probe_rows.append((row.item_i, row.item_j, row.pref, row.effective_confidence,
-                                   row.truth))
+                probe_rows.append(labels_lib.LabelPair(row.item_i, row.item_j, row.pref, row.effective_confidence,
+                                                       row.truth))
             else:
-                teacher_rows.append((row.item_i, row.item_j, row.pref, row.effective_confidence))
+                teacher_rows.append(labels_lib.LabelPair(row.item_i, row.item_j, row.pref, row.effective_confidence))
         # Label files have no defined order; sort so sampling does not depend on the runner.
         teacher_rows.sort()
         probe_rows.sort()

@@ -5,6 +5,7 @@ import tensorflow as tf
 from tfrs_selreg.data import example_codec as codec
 from tfrs_selreg.data import examples as ex
 from tfrs_selreg.data import schema
+from tfrs_selreg.data.labels import LabelPair
 
 
 def _seq(*items, start=100):
@@ -88,7 +89,7 @@ def test_make_example_parses_with_schema():
     record = ex.make_example(
         user_id="u1", item_id="i9", history=["", "i1", "i2"], timestamp=42, rating=4.5,
         history_length=2, cold_start=True, item_popularity=7, long_tail=False,
-        teacher_pairs=[("i3", "i4", 0.8, 0.6)], probe_pairs=[("i1", "i5", 0.3, 0.4, 1)],
+        teacher_pairs=[LabelPair("i3", "i4", 0.8, 0.6)], probe_pairs=[LabelPair("i1", "i5", 0.3, 0.4, 1)],
         num_teacher_pairs=2, num_probe_pairs=1)
     spec = {}
     for f in s.features:
@@ -110,7 +111,8 @@ def test_make_example_parses_with_schema():
 
 def test_make_example_cached_entries_equal_the_generic_encoder():
     """The cached map entries and fixed key order give ``encode_example``'s bytes, with and without pairs."""
-    for pairs in ({}, {"teacher_pairs": [("i3", "i4", 0.8, 0.6)], "probe_pairs": [("i1", "i5", 0.3, 0.4, 1)],
+    for pairs in ({}, {"teacher_pairs": [LabelPair("i3", "i4", 0.8, 0.6)],
+                       "probe_pairs": [LabelPair("i1", "i5", 0.3, 0.4, 1)],
                        "num_teacher_pairs": 2, "num_probe_pairs": 2}):
         for rating in (4.5, None, 4.5):  # the second 4.5 comes from the entry cache
             record = ex.make_example(

@@ -15,6 +15,7 @@ from typing import Iterable, Optional, Sequence
 
 from tfrs_selreg.data import example_codec as codec
 from tfrs_selreg.data import schema
+from tfrs_selreg.data.labels import LabelPair
 
 # One interaction of a user as it travels through the pipeline: (item_id, timestamp, rating, line).
 Interaction = tuple[str, int, Optional[float], int]
@@ -163,8 +164,8 @@ def make_example(
     cold_start: bool,
     item_popularity: int,
     long_tail: bool,
-    teacher_pairs: Optional[Sequence[tuple]] = None,
-    probe_pairs: Optional[Sequence[tuple]] = None,
+    teacher_pairs: Optional[Sequence[LabelPair]] = None,
+    probe_pairs: Optional[Sequence[LabelPair]] = None,
     num_teacher_pairs: int = 0,
     num_probe_pairs: int = 0,
 ) -> bytes:
@@ -173,8 +174,8 @@ def make_example(
     Records are written with :mod:`example_codec` (byte-identical to protobuf's deterministic
     serialization, several times faster).
 
-    ``teacher_pairs`` rows are ``(item_i, item_j, pref, confidence)`` and ``probe_pairs`` rows
-    ``(item_i, item_j, pref, confidence, truth)``; both are padded to the schema's ``P`` and ``Q``.
+    ``teacher_pairs`` and ``probe_pairs`` are :class:`~tfrs_selreg.data.labels.LabelPair` rows (a probe's
+    ``truth`` is written, a teacher pair's is not); both are padded to the schema's ``P`` and ``Q``.
     When both are ``None`` (validation/test records) the training-only features are omitted.
     """
     entries = {
@@ -197,15 +198,18 @@ def make_example(
     return codec.encode_entries([entries[key] for key in _TRAINING_ORDER])
 
 
-def _pair_entries(rows: Optional[Sequence[tuple]], num_slots: int, mask: str,
+def _pair_entries(rows: Optional[Sequence[LabelPair]], num_slots: int, mask: str,
                   columns: Sequence[str]) -> dict[str, bytes]:
-    """Map entries of pair features padded to ``num_slots``: ``columns[:2]`` hold item ids ('' pads),
-    the others floats (0.0 pads); ``mask`` is 1.0 on real pairs."""
+    """Map entries of pair features padded to ``num_slots``: ``columns`` name the features of the
+    ``LabelPair`` fields in order (item ids: '' pads; numbers: 0.0 pads); ``mask`` is 1.0 on real pairs."""
     rows = list(rows or ())
     pad = num_slots - len(rows)
     out = {mask: codec.entry(mask, codec.float_feature([1.0] * len(rows) + [0.0] * pad))}
-    for c, key in enumerate(columns):
-        feature = (codec.string_feature([r[c] for r in rows] + [""] * pad) if c < 2
-                   else codec.float_feature([float(r[c]) for r in rows] + [0.0] * pad))
+    for field, key in zip(LabelPair._fields, columns):
+        values = [getattr(r, field) for r in rows]
+        feature = (codec.string_feature(values + [""] * pad) if field in ("item_i", "item_j")
+                   else codec.float_feature([float(v) for v in values] + [0.0] * pad))
         out[key] = codec.entry(key, feature)
     return out
+
+

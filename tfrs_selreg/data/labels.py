@@ -24,7 +24,7 @@ import dataclasses
 import json
 import math
 import struct
-from typing import Any, Optional
+from typing import Any, NamedTuple, Optional
 
 from tfrs_selreg.data import schema
 
@@ -62,6 +62,20 @@ REJECT_UNKNOWN_ITEM = "unknown_item"
 REJECT_PREF_OUT_OF_RANGE = "pref_out_of_range"
 REJECT_LEAKAGE = "leakage_val_or_test_item"
 REJECT_SAME_ITEM = "same_item"
+
+
+class LabelPair(NamedTuple):
+    """A joined label as a training record's pair slot holds it (``teacher_*`` or ``probe_*`` features).
+
+    ``truth`` is a probe's (1: ``item_i`` is the known positive, 0: ``item_j`` is); -1 for a teacher pair.
+    Tuples sort by item ids first, which ``prepare`` uses to sample pairs independently of the runner.
+    """
+
+    item_i: str
+    item_j: str
+    pref: float
+    confidence: float
+    truth: int = -1
 
 
 @dataclasses.dataclass(frozen=True)
