@@ -19,6 +19,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from tfrs_selreg.seed_stats import mean_std  # noqa: E402
+
 RunKey = tuple[str, int]
 
 SEGMENTS = ("overall", "cold_start", "long_tail")
@@ -65,14 +67,6 @@ def _save(fig, out_dir: str, name: str) -> str:
     return path
 
 
-def group_stats(values: Sequence[float]) -> tuple[float, float, int]:
-    """``(mean, sample standard deviation, n)`` of the finite values (std 0 for one value; NaN when none)."""
-    finite = [v for v in values if _finite(v)]
-    if not finite:
-        return float("nan"), float("nan"), 0
-    return float(np.mean(finite)), float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0, len(finite)
-
-
 def segment_metrics(metrics: Mapping[RunKey, dict], out_dir: str, name: str = "test_metrics_by_segment",
                     what: str = "gate", split: str = "test") -> str:
     """AUC, Recall@20 and NDCG@20 of ``split`` by segment, one bar per gate mode (grouped bars, one panel per metric).
@@ -95,7 +89,7 @@ def segment_metrics(metrics: Mapping[RunKey, dict], out_dir: str, name: str = "t
     for ax, (metric, label) in zip(axes, SEGMENT_METRICS):
         top = 0.0
         for g, gate in enumerate(gates):
-            stats = [group_stats([metrics[key][s].get(metric) for key in seeds[gate]]) for s in SEGMENTS]
+            stats = [mean_std([metrics[key][s].get(metric) for key in seeds[gate]]) for s in SEGMENTS]
             means = np.array([m for m, _, _ in stats])
             stds = np.array([d for _, d, _ in stats])
             n = max(c for _, _, c in stats)

@@ -53,7 +53,7 @@ def metrics_table(rows: dict[str, dict]) -> list[str]:
 
 def seed_summary_table(metrics: dict[tuple[str, int], dict]) -> list[str]:
     """Markdown table of mean ± sample s.d. over seeds, one row per gate (the bars of the metrics plot)."""
-    from tfrs_selreg.plots import group_stats
+    from tfrs_selreg.seed_stats import mean_std
 
     gates = list(dict.fromkeys(gate for gate, _ in metrics))
     header = ["gate", "seeds"] + [f"{s} {m}" for s in SEGMENTS for m in REPORT_METRICS]
@@ -63,8 +63,8 @@ def seed_summary_table(metrics: dict[tuple[str, int], dict]) -> list[str]:
         cells = [gate, str(len(runs))]
         for s in SEGMENTS:
             for m in REPORT_METRICS:
-                mean, std, n = group_stats([r[s].get(m) for r in runs])
-                cells.append("-" if not n else f"{mean:.4f} ± {std:.4f}")
+                mean, std, n = mean_std([r[s].get(m) for r in runs])
+                cells.append("-" if not n else f"{mean:.4f}" + (f" ± {std:.4f}" if n > 1 else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

@@ -28,6 +28,8 @@ from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
 
+from tfrs_selreg.seed_stats import mean_std
+
 # tfrs_selreg.evaluation.ranking.SEGMENTS and USER_ID_KEY, without importing TensorFlow.
 SEGMENTS = ("overall", "cold_start", "long_tail")
 USER_ID_KEY = "user_id"
@@ -125,14 +127,6 @@ def user_values(run: RunOutput, segment: str, metric: str) -> Optional[tuple[np.
 # --- statistics ----------------------------------------------------------------------------------
 
 
-def mean_std(values: Sequence[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (``ddof=1``) of the finite values; NaN where undefined."""
-    v = np.asarray([x for x in values if x is not None and math.isfinite(x)], dtype=float)
-    if v.size == 0:
-        return math.nan, math.nan
-    return float(v.mean()), float(v.std(ddof=1)) if v.size > 1 else math.nan
-
-
 def paired_t_test(values: Mapping[int, float], baseline: Mapping[int, float]) -> tuple[float, float, int]:
     """``(t, p, n)``: ``scipy.stats.ttest_rel`` over the seeds both have (finite values); NaN when n < 2."""
     seeds = [s for s in sorted(values) if s in baseline and math.isfinite(values[s]) and math.isfinite(baseline[s])]
@@ -205,7 +199,7 @@ def aggregate(runs: Iterable[RunOutput], *, dataset: str, baseline: str, gates: 
         for segment in segments:
             for metric in names:
                 per_seed = {s: metric_value(r.metrics, segment, metric) for s, r in sorted(seeds.items())}
-                mean, std = mean_std(list(per_seed.values()))
+                mean, std, _ = mean_std(list(per_seed.values()))
                 users = {(r.metrics.get(segment) or {}).get("users") for r in seeds.values()} - {None}
                 row = dict(dataset=dataset, backbone=backbone, method=method, gate=gate,
                            teacher=teachers.get(method, ""), segment=segment, metric=metric,
@@ -213,7 +207,7 @@ def aggregate(runs: Iterable[RunOutput], *, dataset: str, baseline: str, gates: 
                            users=int(max(users)) if users else None, baseline=baseline)
                 if base_runs:
                     base = {s: metric_value(r.metrics, segment, metric) for s, r in sorted(base_runs.items())}
-                    base_mean, _ = mean_std(list(base.values()))
+                    base_mean, _, _ = mean_std(list(base.values()))
                     diff = mean - base_mean
                     t, p, n = paired_t_test(per_seed, base)
                     mine = {s: v for s, r in seeds.items() if (v := user_values(r, segment, metric)) is not None}
