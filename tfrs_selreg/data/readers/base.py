@@ -171,6 +171,26 @@ def csv_fields(line: str) -> list[str]:
     return next(csv.reader([line]))
 
 
+def csv_rows(path: str, columns: int) -> Iterator[tuple[int, str, list[str]] | Rejected]:
+    """``(line number, text, fields)`` of each utf-8 CSV line after the header, or a Rejected for a line
+    that does not decode or does not hold ``columns`` fields."""
+    lines = text_lines(path, "utf-8-sig")
+    next(lines, None)  # The header.
+    for entry in lines:
+        if isinstance(entry, Rejected):
+            yield entry
+            continue
+        number, line = entry
+        try:
+            fields = csv_fields(line)
+        except csv.Error:
+            fields = []
+        if len(fields) != columns:
+            yield reject(path, number, REJECT_WRONG_COLUMN_COUNT, line)
+            continue
+        yield number, line, fields
+
+
 def csv_header(head: bytes, path: str, hint: str) -> list[str]:
     """The stripped, lower-cased column names of a CSV file's first line (``head``: its first bytes).
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -10,18 +9,16 @@ from tfrs_selreg.data.prepared import Item
 from tfrs_selreg.data.readers.base import (
     HEAD_BYTES,
     REJECT_MISSING_FIELD,
-    REJECT_WRONG_COLUMN_COUNT,
     DatasetReader,
     RawInteraction,
     Rejected,
-    csv_fields,
     csv_header,
+    csv_rows,
     join_path,
     parse_interaction,
     read_bytes,
     reject,
     require_file,
-    text_lines,
 )
 
 
@@ -85,21 +82,8 @@ class CsvReader(DatasetReader):
         """``(line number, text, {column: value})`` for each line after the header, or a Rejected."""
         columns = csv_header(read_bytes(path, HEAD_BYTES), path, self._HINT)
         self._validate(path, columns, required)
-        lines = text_lines(path, "utf-8-sig")
-        next(lines, None)  # The header.
-        for entry in lines:
-            if isinstance(entry, Rejected):
-                yield entry
-                continue
-            number, line = entry
-            try:
-                fields = csv_fields(line)
-            except csv.Error:
-                fields = []
-            if len(fields) != len(columns):
-                yield reject(path, number, REJECT_WRONG_COLUMN_COUNT, line)
-                continue
-            yield number, line, dict(zip(columns, fields))
+        for entry in csv_rows(path, len(columns)):
+            yield entry if isinstance(entry, Rejected) else (*entry[:2], dict(zip(columns, entry[2])))
 
     def read_interactions(self, data_dir: str) -> Iterator[RawInteraction | Rejected]:
         path = join_path(data_dir, self.INTERACTIONS)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import csv
 from collections.abc import Iterator
 
 from apache_beam.io.filesystems import FileSystems
@@ -19,8 +18,8 @@ from tfrs_selreg.data.readers.base import (
     RawInteraction,
     Rejected,
     clean_genres,
-    csv_fields,
     csv_header,
+    csv_rows,
     join_path,
     parse_interaction,
     reject,
@@ -58,28 +57,9 @@ class MovieLensLatestSmallReader(DatasetReader):
                     f"{path} has columns {header}, expected {expected}: it is not in the {self.name!r} "
                     "format. For other CSV files use the 'csv' format (interactions.csv, items.csv).")
 
-    @staticmethod
-    def _rows(path: str, columns: int) -> Iterator[tuple[int, str, list[str]] | Rejected]:
-        """``(line number, text, fields)`` of each line after the header, or a Rejected."""
-        lines = text_lines(path, "utf-8-sig")
-        next(lines, None)  # The header; check() validated it.
-        for entry in lines:
-            if isinstance(entry, Rejected):
-                yield entry
-                continue
-            number, line = entry
-            try:
-                fields = csv_fields(line)
-            except csv.Error:
-                fields = []
-            if len(fields) != columns:
-                yield reject(path, number, REJECT_WRONG_COLUMN_COUNT, line)
-                continue
-            yield number, line, fields
-
     def read_interactions(self, data_dir: str) -> Iterator[RawInteraction | Rejected]:
         path = join_path(data_dir, "ratings.csv")
-        for entry in self._rows(path, 4):
+        for entry in csv_rows(path, 4):
             if isinstance(entry, Rejected):
                 yield entry
                 continue
@@ -92,7 +72,7 @@ class MovieLensLatestSmallReader(DatasetReader):
         # movie id -> lower-cased tag -> spelling -> count
         counts: dict[str, dict[str, collections.Counter]] = collections.defaultdict(dict)
         if FileSystems.exists(path):
-            for entry in self._rows(path, 4):
+            for entry in csv_rows(path, 4):
                 if isinstance(entry, Rejected):
                     yield entry
                     continue
@@ -112,7 +92,7 @@ class MovieLensLatestSmallReader(DatasetReader):
             else:
                 tags = entry
         path = join_path(data_dir, "movies.csv")
-        for entry in self._rows(path, 3):
+        for entry in csv_rows(path, 3):
             if isinstance(entry, Rejected):
                 yield entry
                 continue
