@@ -465,7 +465,7 @@ def test_run_command_end_to_end_with_export_and_cached(tmp_path, capsys):
         "name": "toyrun", "dataset": "csv", "data_dir": raw, "teacher": "random",
         "prepare_args": {"history-length": 3, "teacher-pairs": 2, "probe-pairs": 1, "num-shards": 1},
         "score_args": {"num-candidates": 6, "pairs-per-user": 3, "popular-pool": 10},
-        "gates": ["none", "reliability"], "seeds": [0],
+        "gates": ["reliability"], "seeds": [0],
         "train_args": {"epochs": 1, "batch-size": 16, "embedding-dim": 8, "verbose": 0},
         "export_gate": "reliability", "model_name": "toy", "saved_models": str(tmp_path / "saved_models"),
         "runs_dir": str(tmp_path / "runs"), "beam_args": ["--runner", "DirectRunner"],
@@ -474,8 +474,7 @@ def test_run_command_end_to_end_with_export_and_cached(tmp_path, capsys):
     path.write_text(yaml.safe_dump(values, sort_keys=False))
     assert cli.main(["run", "--config", str(path)]) == 0
     out = capsys.readouterr().out
-    assert _ran(out) == ["prepare", "score", "join labels", "train two_tower none seed 0",
-                         "evaluate two_tower none seed 0", "train two_tower reliability seed 0",
+    assert _ran(out) == ["prepare", "score", "join labels", "train two_tower reliability seed 0",
                          "evaluate two_tower reliability seed 0", "export reliability"]
     root = tmp_path / "runs" / "toyrun"
     exported = json.loads((root / "train" / "two_tower-reliability-seed0" / "exported.json").read_text())
@@ -485,4 +484,4 @@ def test_run_command_end_to_end_with_export_and_cached(tmp_path, capsys):
     assert "tfrs-selreg export --run" in report and "reliability" in report
     assert cli.main(["run", "--config", str(path)]) == 0  # nothing changed: nothing is recomputed
     out = capsys.readouterr().out
-    assert _ran(out) == [] and out.count("done already") == 8
+    assert _ran(out) == [] and out.count("done already") == 6

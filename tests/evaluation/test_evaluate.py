@@ -104,8 +104,18 @@ def test_train_saves_the_diagnostics_that_evaluate_reports(run_dir, tmp_path):
     (copy / run_lib.DIAGNOSTICS_FILE).write_text('{"gate": ')
     with pytest.raises(run_lib.RunFolderError, match="diagnostics.json is damaged"):
         evaluate.evaluate(str(copy), "val")
-    os.remove(copy / run_lib.DIAGNOSTICS_FILE)  # a run trained before the file existed
+    os.remove(copy / run_lib.DIAGNOSTICS_FILE)  # a run trained before the file existed, or on a streamed split
     assert diagnostics.finite(evaluate.evaluate(str(copy), "val")["diagnostics"]) == saved
+
+
+def test_a_streamed_training_split_is_not_loaded_for_the_diagnostics(tmp_path):
+    prepared = make_prepared(str(tmp_path / "p"), n_users=20, n_items=40, seed=2)
+    run = str(tmp_path / "run")
+    train(config_lib.resolve(overrides={"prepared": prepared, "output": run, "epochs": 1, "batch_size": 32,
+                                        "model.embedding_dim": 8, "regularizer.gate": "reliability",
+                                        "in_memory_max_mb": 0, "validation_max_users": 10}), verbose=0)
+    assert not os.path.exists(os.path.join(run, run_lib.DIAGNOSTICS_FILE))
+    assert evaluate.evaluate(run, "val")["diagnostics"]["gate"]["mode"] == "reliability"
 
 
 def test_random_teacher_probe_accuracy_is_chance(tmp_path):

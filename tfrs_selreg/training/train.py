@@ -189,8 +189,9 @@ def train(config: TrainConfig, *, verbose: int = 1, overwrite: bool = False) -> 
         # The best epoch was trained before a restart, so EarlyStopping never held its weights.
         model.load_weights(run_lib.checkpoint_path(config.output, best["epoch"])).expect_partial()
     model.save_weights(os.path.join(run_dir, run_lib.WEIGHTS))
-    if worker.is_chief:
-        # Once, with the final weights and the split already in memory, not in every evaluation.
+    if worker.is_chief and split is not None:
+        # Once, with the final weights and the split already in memory, not in every evaluation; a streamed
+        # split is too large to load for them here (evaluate computes them, --max-diagnostic-examples bounds it).
         diagnostics.save(os.path.join(run_dir, run_lib.DIAGNOSTICS_FILE),
                          diagnostics.pair_diagnostics(model, config.prepared, split=split))
 
