@@ -187,9 +187,9 @@ def _load(tmp_path, values):
 
 
 @pytest.mark.parametrize("values, message", [
-    ({**BASE, "epochs": 3}, "unknown field 'epochs'"),
-    ({**BASE, "methods": [{"name": "none", "gate": "none", "seed": [0]}]}, "methods[0] ('none'): unknown field 'seed'"),
-    ({**BASE, "methods": [{"name": "x", "gate": "sometimes"}]}, "methods[0] ('x').gate: 'sometimes' is not a gate"),
+    ({**BASE, "epochs": 3}, "unknown field(s) ['epochs']"),
+    ({**BASE, "methods": [{"name": "none", "gate": "none", "seed": [0]}]}, "methods[0]: unknown field(s) ['seed']"),
+    ({**BASE, "methods": [{"name": "x", "gate": "sometimes"}]}, "method 'x': gate 'sometimes' is not a gate"),
     ({**BASE, "methods": [{"name": "x", "gate": "global"}]}, "baseline 'none' is not one of the methods ['x']"),
     ({**BASE, "backbones": ["mf"]}, "backbone 'mf' is not one of"),
     ({**BASE, "train_args": {"seed": 3}}, "train_args: ['seed'] are set by the experiment"),
@@ -198,10 +198,10 @@ def _load(tmp_path, values):
      "teacher 'oracle' of method 'r' is not one of"),
     ({**BASE, "methods": BASE["methods"] + [{"name": "r", "gate": "global", "backbones": ["dcn"]}]},
      "backbones ['dcn'] are not among"),
-    ({**BASE, "methods": [{"name": "none", "gate": "none", "seeds": ["0"]}]}, "seeds must be integers"),
+    ({**BASE, "methods": [{"name": "none", "gate": "none", "seeds": ["0"]}]}, "seeds[0]: expected int, got '0'"),
     ({**BASE, "backbone_seeds": {"mf": [0]}}, "backbone 'mf' is not one of"),
     ({**BASE, "backbone_seeds": {"dcn": []}}, "backbone_seeds.dcn: expected a non-empty list"),
-    ({k: v for k, v in BASE.items() if k != "methods"}, "missing field 'methods'"),
+    ({k: v for k, v in BASE.items() if k != "methods"}, "missing field(s) ['methods']"),
     ({**BASE, "teacher_score_args": {"llama-cpp": {"max-users": 5}}}, "teacher_score_args: ['llama-cpp'] are not"),
     ({**BASE, "split": "train"}, "split 'train' is not one of ('val', 'test')"),
     ({**BASE, "methods": [{"name": "f", "fusion_of": "none"}] + BASE["methods"]},

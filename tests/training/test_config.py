@@ -37,7 +37,7 @@ def test_json_round_trip(tmp_path):
 
 
 @pytest.mark.parametrize("values, message", [
-    ({"model": {"embeding_dim": 3}}, r"c.json.model: unknown key\(s\) \['embeding_dim'\]"),
+    ({"model": {"embeding_dim": 3}}, r"c.json.model: unknown field\(s\) \['embeding_dim'\]"),
     ({"epochs": "many"}, "c.json.epochs: expected int"),
     ({"regularizer": {"gate": "sometimes"}}, "c.json.regularizer: .*not a gate mode"),
     ({"strategy": "tpu"}, "c.json: .*strategy"),

@@ -32,16 +32,35 @@ import dataclasses
 import re
 from typing import Any, Optional
 
-import yaml
+from tfrs_selreg import typed_config
+from tfrs_selreg.typed_config import ConfigError
 
+__all__ = ["ConfigError", "ExperimentConfig", "MethodConfig", "from_dict", "load", "merge_args"]
 # Flags the experiment sets itself for every train stage.
 RESERVED_TRAIN_FLAGS = ("prepared", "output", "backbone", "gate", "seed")
 SPLITS = ("val", "test")  # what `tfrs-selreg evaluate --split` ranks
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+=-]*$")
 
 
-class ConfigError(ValueError):
-    """The experiment config cannot be used; the message names the file and the field."""
+def _check_name(value: str, field: str) -> None:
+    if not _NAME.match(value):
+        raise ConfigError(f"{field}: {value!r} must be letters, digits and _.+=- (it names folders)")
+
+
+def _check_args(args: dict[str, Any], field: str) -> None:
+    """A ``*_args`` mapping: flag names without dashes, each value a scalar or a list of scalars."""
+    for key, item in args.items():
+        if not isinstance(key, str) or not key or key.startswith("-"):
+            raise ConfigError(f"{field}: flag names are written without dashes, e.g. batch-size; got {key!r}")
+        if any(isinstance(x, (dict, list)) for x in (item if isinstance(item, list) else [item])):
+            raise ConfigError(f"{field}.{key}: expected a value or a list of values, got {item!r}")
+
+
+def _check_seeds(seeds: tuple[int, ...], field: str) -> None:
+    if not seeds:
+        raise ConfigError(f"{field}: expected a non-empty list of integer seeds")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"{field}: repeated seed in {list(seeds)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,12 +80,25 @@ class MethodConfig:
     """
 
     name: str
-    gate: str
+    gate: Optional[str] = None
     seeds: tuple[int, ...] = (0,)
     train_args: dict[str, Any] = dataclasses.field(default_factory=dict)
     teacher: Optional[str] = None
     backbones: Optional[tuple[str, ...]] = None
     fusion_of: Optional[str] = None
+
+    def __post_init__(self) -> None:
+        from tfrs_selreg.regularizer import GATE_MODES
+
+        _check_name(self.name, "name")
+        if self.gate is None:
+            if self.fusion_of is None:
+                raise ConfigError(f"method {self.name!r}: missing field 'gate' (a trained method needs one)")
+            object.__setattr__(self, "gate", "none")  # a fusion reference trains nothing
+        if self.gate not in GATE_MODES:
+            raise ConfigError(f"method {self.name!r}: gate {self.gate!r} is not a gate mode {GATE_MODES}")
+        _check_seeds(self.seeds, f"method {self.name!r}: seeds")
+        _check_args(self.train_args, f"method {self.name!r}: train_args")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +143,20 @@ class ExperimentConfig:
     runs_dir: str = "runs"
     beam_args: tuple[str, ...] = ("--runner", "DirectRunner")
 
+    def __post_init__(self) -> None:
+        _check_name(self.name, "name")
+        if not self.methods:
+            raise ConfigError("methods: expected a non-empty list of methods")
+        _check_args(self.prepare_args, "prepare_args")
+        _check_args(self.score_args, "score_args")
+        _check_args(self.train_args, "train_args")
+        for field in ("teacher_score_args", "backbone_train_args"):
+            for key, args in getattr(self, field).items():
+                _check_args(args, f"{field}.{key}")
+        for key, seeds in self.backbone_seeds.items():
+            _check_seeds(seeds, f"backbone_seeds.{key}")
+        _check_methods(self)
+
     @property
     def root(self) -> str:
         import os
@@ -149,6 +195,58 @@ class ExperimentConfig:
                           method.train_args)
 
 
+def _check_methods(config: ExperimentConfig) -> None:
+    """The rules between fields: known backbones and teachers, one baseline, fusions of earlier methods."""
+    from tfrs_selreg.models.config import BACKBONES
+    from tfrs_selreg.teachers import base as teachers_base
+    from tfrs_selreg.teachers import registry
+
+    methods = config.methods
+    if config.split not in SPLITS:
+        raise ConfigError(f"split {config.split!r} is not one of {SPLITS} (val to choose settings, "
+                          "test for the published table)")
+    for b in (*config.backbones, *config.backbone_train_args, *config.backbone_seeds):
+        if b not in BACKBONES:
+            raise ConfigError(f"backbone {b!r} is not one of {BACKBONES}")
+    names = [m.name for m in methods]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"methods: repeated method name(s) {repeated}")
+    if config.baseline not in names:
+        raise ConfigError(f"baseline {config.baseline!r} is not one of the methods {names}")
+    for m in methods:
+        if m.fusion_of is not None:
+            earlier = methods[:methods.index(m)]
+            of = next((o for o in earlier if o.name == m.fusion_of), None)
+            if of is None or of.fusion_of is not None:
+                raise ConfigError(f"method {m.name!r}: fusion_of {m.fusion_of!r} is not a trained method "
+                                  f"listed before it ({[o.name for o in earlier]})")
+            if m.train_args or m.teacher or not set(m.seeds) <= set(of.seeds):
+                raise ConfigError(f"method {m.name!r} fuses the runs of {of.name!r}: it takes no "
+                                  f"train_args or teacher, and only seeds of {of.name!r} {list(of.seeds)}")
+    known_teachers = set(registry.names()) | set(teachers_base._REGISTRY)  # noqa: SLF001  (same project)
+    for m in methods:
+        teacher = config.teacher_of(m)
+        if teacher not in known_teachers:
+            raise ConfigError(f"teacher {teacher!r}{f' of method {m.name!r}' if m.teacher else ''} "
+                              f"is not one of {sorted(known_teachers)}")
+        if m.backbones is not None:
+            extra = [b for b in m.backbones if b not in config.backbones]
+            if extra:
+                raise ConfigError(f"method {m.name!r}: backbones {extra} are not among the "
+                                  f"experiment's backbones {list(config.backbones)}")
+    unused = [t for t in config.teacher_score_args if t not in config.teachers()]
+    if unused:
+        raise ConfigError(f"teacher_score_args: {unused} are not teachers of any method {config.teachers()}")
+    for label, args in [("train_args", config.train_args)] + [
+            (f"backbone_train_args.{k}", v) for k, v in config.backbone_train_args.items()] + [
+            (f"method {m.name!r} train_args", m.train_args) for m in methods]:
+        reserved = [k for k in args if k in RESERVED_TRAIN_FLAGS]
+        if reserved:
+            raise ConfigError(f"{label}: {reserved} are set by the experiment for every run "
+                              "(use backbones, methods and seeds instead)")
+
+
 def merge_args(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """``base`` updated by ``overrides``; where both values are lists they are concatenated."""
     out = dict(base)
@@ -160,197 +258,14 @@ def merge_args(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any
     return out
 
 
-# --- loading ------------------------------------------------------------------------------------
-
-
-def _known(cls) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
-
-
-def _check_fields(values: Any, cls, where: str, required: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(values, dict):
-        raise ConfigError(f"{where}: expected a mapping of {cls.__name__} fields, got {type(values).__name__}")
-    unknown = sorted(set(values) - set(_known(cls)))
-    if unknown:
-        raise ConfigError(f"{where}: unknown field{'s' if len(unknown) > 1 else ''} "
-                          f"{', '.join(map(repr, unknown))}; known: {', '.join(_known(cls))}")
-    missing = [k for k in required if values.get(k) in (None, "", [])]
-    if missing:
-        raise ConfigError(f"{where}: missing field{'s' if len(missing) > 1 else ''} {', '.join(map(repr, missing))}")
-    return values
-
-
-def _str(value: Any, where: str, optional: bool = False) -> Optional[str]:
-    if value is None and optional:
-        return None
-    if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}: expected a non-empty string, got {value!r}")
-    return value
-
-
-def _name(value: Any, where: str) -> str:
-    value = _str(value, where)
-    if not _NAME.match(value):
-        raise ConfigError(f"{where}: {value!r} must be letters, digits and _.+=- (it names folders)")
-    return value
-
-
-def _args(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a mapping of flag names to values, got {value!r}")
-    for key, item in value.items():
-        if not isinstance(key, str) or not key or key.startswith("-"):
-            raise ConfigError(f"{where}: flag names are written without dashes, e.g. batch-size; got {key!r}")
-        items = item if isinstance(item, list) else [item]
-        if any(isinstance(x, (dict, list)) for x in items):
-            raise ConfigError(f"{where}.{key}: expected a value or a list of values, got {item!r}")
-    return dict(value)
-
-
-def _args_by_name(value: Any, where: str, what: str) -> dict[str, dict[str, Any]]:
-    """``{name: *_args}`` (``what`` names both, e.g. "backbone names to train_args")."""
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a mapping of {what}, got {value!r}")
-    return {_str(k, where): _args(v, f"{where}.{k}") for k, v in value.items()}
-
-
-def _backbone_seeds(value: Any, where: str) -> dict[str, tuple[int, ...]]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict):
-        raise ConfigError(f"{where}: expected a mapping of backbone names to seed lists, got {value!r}")
-    return {_str(k, where): _seeds(v, f"{where}.{k}") for k, v in value.items()}
-
-
-def _strings(value: Any, where: str) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, (list, tuple)):
-        raise ConfigError(f"{where}: expected a list, got {value!r}")
-    return tuple(_str(v, f"{where}[{i}]") for i, v in enumerate(value))
-
-
-def _seeds(value: Any, where: str) -> tuple[int, ...]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = [value]
-    if not isinstance(value, (list, tuple)) or not value:
-        raise ConfigError(f"{where}: expected a non-empty list of integer seeds, got {value!r}")
-    for v in value:
-        if not isinstance(v, int) or isinstance(v, bool):
-            raise ConfigError(f"{where}: seeds must be integers, got {v!r}")
-    if len(set(value)) != len(value):
-        raise ConfigError(f"{where}: repeated seed in {list(value)}")
-    return tuple(value)
-
-
-def _method(values: Any, where: str) -> MethodConfig:
-    from tfrs_selreg.regularizer import GATE_MODES
-
-    if isinstance(values, dict) and isinstance(values.get("name"), str):
-        where = f"{where} ({values['name']!r})"
-    fusion_of = values.get("fusion_of") if isinstance(values, dict) else None
-    _check_fields(values, MethodConfig, where, ("name",) if fusion_of else ("name", "gate"))
-    name = _name(values["name"], f"{where}.name")
-    gate = _str(values.get("gate", "none"), f"{where}.gate")
-    if gate not in GATE_MODES:
-        raise ConfigError(f"{where}.gate: {gate!r} is not a gate mode {GATE_MODES}")
-    train_args = _args(values.get("train_args"), f"{where}.train_args")
-    backbones = values.get("backbones")
-    return MethodConfig(
-        name=name, gate=gate, seeds=_seeds(values.get("seeds", [0]), f"{where}.seeds"), train_args=train_args,
-        teacher=_str(values.get("teacher"), f"{where}.teacher", optional=True),
-        backbones=None if backbones is None else _strings(backbones, f"{where}.backbones"),
-        fusion_of=_str(fusion_of, f"{where}.fusion_of", optional=True))
-
-
 def from_dict(values: Any, where: str = "experiment config") -> ExperimentConfig:
     """The :class:`ExperimentConfig` of a mapping; :class:`ConfigError` names ``where`` and the bad field."""
-    from tfrs_selreg.models.config import BACKBONES
-    from tfrs_selreg.teachers import base as teachers_base
-    from tfrs_selreg.teachers import registry
-
-    _check_fields(values, ExperimentConfig, where, ("name", "dataset", "methods"))
-    if not isinstance(values["methods"], list):
-        raise ConfigError(f"{where}: methods: expected a list of methods, got {values['methods']!r}")
-    methods = tuple(_method(m, f"{where}: methods[{i}]") for i, m in enumerate(values["methods"]))
-    backbones = _strings(values.get("backbones", ["two_tower"]), f"{where}: backbones")
-    config = ExperimentConfig(
-        name=_name(values["name"], f"{where}: name"),
-        dataset=_str(values["dataset"], f"{where}: dataset"),
-        methods=methods,
-        data_dir=_str(values.get("data_dir"), f"{where}: data_dir", optional=True),
-        prepare_args=_args(values.get("prepare_args"), f"{where}: prepare_args"),
-        teacher=_str(values.get("teacher", "embedding"), f"{where}: teacher"),
-        score_args=_args(values.get("score_args"), f"{where}: score_args"),
-        teacher_score_args=_args_by_name(values.get("teacher_score_args"), f"{where}: teacher_score_args",
-                                         "teacher names to score_args"),
-        backbones=backbones,
-        train_args=_args(values.get("train_args"), f"{where}: train_args"),
-        backbone_train_args=_args_by_name(values.get("backbone_train_args"), f"{where}: backbone_train_args",
-                                          "backbone names to train_args"),
-        backbone_seeds=_backbone_seeds(values.get("backbone_seeds"), f"{where}: backbone_seeds"),
-        baseline=_str(values.get("baseline", "none"), f"{where}: baseline"),
-        split=_str(values.get("split", "test"), f"{where}: split"),
-        runs_dir=_str(values.get("runs_dir", "runs"), f"{where}: runs_dir"),
-        beam_args=_strings(values.get("beam_args", ["--runner", "DirectRunner"]), f"{where}: beam_args"),
-    )
-
-    if config.split not in SPLITS:
-        raise ConfigError(f"{where}: split {config.split!r} is not one of {SPLITS} (val to choose settings, "
-                          "test for the published table)")
-    for b in (*config.backbones, *config.backbone_train_args, *config.backbone_seeds):
-        if b not in BACKBONES:
-            raise ConfigError(f"{where}: backbone {b!r} is not one of {BACKBONES}")
-    names = [m.name for m in methods]
-    repeated = sorted({n for n in names if names.count(n) > 1})
-    if repeated:
-        raise ConfigError(f"{where}: methods: repeated method name(s) {repeated}")
-    if config.baseline not in names:
-        raise ConfigError(f"{where}: baseline {config.baseline!r} is not one of the methods {names}")
-    for m in methods:
-        if m.fusion_of is not None:
-            earlier = methods[:methods.index(m)]
-            of = next((o for o in earlier if o.name == m.fusion_of), None)
-            if of is None or of.fusion_of is not None:
-                raise ConfigError(f"{where}: method {m.name!r}: fusion_of {m.fusion_of!r} is not a trained method "
-                                  f"listed before it ({[o.name for o in earlier]})")
-            if m.train_args or m.teacher or not set(m.seeds) <= set(of.seeds):
-                raise ConfigError(f"{where}: method {m.name!r} fuses the runs of {of.name!r}: it takes no "
-                                  f"train_args or teacher, and only seeds of {of.name!r} {list(of.seeds)}")
-    known_teachers = set(registry.names()) | set(teachers_base._REGISTRY)  # noqa: SLF001  (same project)
-    for m in methods:
-        teacher = config.teacher_of(m)
-        if teacher not in known_teachers:
-            raise ConfigError(f"{where}: teacher {teacher!r}{f' of method {m.name!r}' if m.teacher else ''} "
-                              f"is not one of {sorted(known_teachers)}")
-        if m.backbones is not None:
-            extra = [b for b in m.backbones if b not in config.backbones]
-            if extra:
-                raise ConfigError(f"{where}: method {m.name!r}: backbones {extra} are not among the "
-                                  f"experiment's backbones {list(config.backbones)}")
-    unused = [t for t in config.teacher_score_args if t not in config.teachers()]
-    if unused:
-        raise ConfigError(f"{where}: teacher_score_args: {unused} are not teachers of any method "
-                          f"{config.teachers()}")
-    for label, args in [("train_args", config.train_args)] + [
-            (f"backbone_train_args.{k}", v) for k, v in config.backbone_train_args.items()] + [
-            (f"method {m.name!r} train_args", m.train_args) for m in methods]:
-        reserved = [k for k in args if k in RESERVED_TRAIN_FLAGS]
-        if reserved:
-            raise ConfigError(f"{where}: {label}: {reserved} are set by the experiment for every run "
-                              "(use backbones, methods and seeds instead)")
-    return config
+    return typed_config.from_dict(ExperimentConfig, values, where)
 
 
 def load(path: str, runs_dir: Optional[str] = None) -> ExperimentConfig:
     """The :class:`ExperimentConfig` in the YAML/JSON file ``path`` (``runs_dir`` overrides the file's)."""
-    with open(path, encoding="utf-8") as f:
-        try:
-            values = yaml.safe_load(f)
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML: {e}") from None
-    if isinstance(values, dict) and runs_dir:
+    values = typed_config.load_file(path)
+    if runs_dir:
         values = {**values, "runs_dir": runs_dir}
     return from_dict(values, where=path)

@@ -15,12 +15,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import types
-import typing
 from typing import Any
 
 from tfrs_selreg.models.config import ModelConfig
 from tfrs_selreg.regularizer import RegularizerConfig
+from tfrs_selreg.typed_config import ConfigError, from_dict, load_file, merge, parse_sets
+
+__all__ = ["TrainConfig", "ConfigError", "resolve", "save", "load", "parse_sets", "merge", "load_file"]
 
 # tf.distribute strategies a run may train with (tfrs_selreg.training.strategy builds them).
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -86,101 +87,6 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
 
-def _convert(value: Any, annotation: Any, where: str) -> Any:
-    """``value`` (from JSON/YAML/CLI) as the field type ``annotation``; errors name ``where``."""
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(annotation) if a is not type(None)]
-        return None if value is None else _convert(value, args[0], where)
-    if dataclasses.is_dataclass(annotation):
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping of {annotation.__name__} fields, got {value!r}.")
-        return from_dict(annotation, value, where)
-    if origin is tuple:
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where}: expected a list, got {value!r}.")
-        return tuple(_convert(v, typing.get_args(annotation)[0], where) for v in value)
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise ValueError(f"{where}: expected true or false, got {value!r}.")
-    if annotation in (int, float, str):
-        if isinstance(value, bool) or (annotation is int and isinstance(value, float) and not value.is_integer()):
-            raise ValueError(f"{where}: expected {annotation.__name__}, got {value!r}.")
-        try:
-            return annotation(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"{where}: expected {annotation.__name__}, got {value!r}.") from None
-    return value
-
-
-def from_dict(cls: type, values: dict[str, Any], where: str = "config") -> Any:
-    """A dataclass ``cls`` from a nested dict; unknown keys are errors that name the key."""
-    hints = typing.get_type_hints(cls)
-    fields = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ValueError(f"{where}: unknown key(s) {unknown}; known keys of {cls.__name__}: {sorted(fields)}.")
-    kwargs = {name: _convert(v, hints[name], f"{where}.{name}") for name, v in values.items()}
-    try:
-        return cls(**kwargs)
-    except ValueError as e:
-        raise ValueError(f"{where}: {e}") from None
-
-
-def load_file(path: str) -> dict[str, Any]:
-    """The mapping in a ``.yaml``/``.yml`` or ``.json`` file."""
-    import yaml
-
-    with open(path, encoding="utf-8") as f:
-        try:
-            if path.endswith((".yaml", ".yml")):
-                values = yaml.safe_load(f) or {}
-            elif path.endswith(".json"):
-                values = json.load(f)
-            else:
-                raise ValueError(f"{path}: config files must end in .yaml, .yml or .json.")
-        except (yaml.YAMLError, json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise ValueError(f"{path} is not valid {'JSON' if path.endswith('.json') else 'YAML'}: "
-                             f"{' '.join(str(e).split())}") from None
-    if not isinstance(values, dict):
-        raise TypeError(f"{path}: the top level must be a mapping of TrainConfig fields.")
-    return values
-
-
-def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
-    """``base`` with ``overrides`` applied; dotted keys (``model.dcn.num_negatives``) reach into sections."""
-    out = json.loads(json.dumps(base))
-    for key, value in overrides.items():
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise TypeError(f"override {key!r}: {part!r} is not a section.")
-        node[leaf] = value
-    return out
-
-
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``--set KEY=VALUE`` items as dotted-key overrides for :func:`resolve` (values parsed as YAML)."""
-    import yaml
-
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE, e.g. model.dcn.num_negatives=8.")
-        try:
-            overrides[key] = yaml.safe_load(value)
-        except yaml.YAMLError as e:
-            raise ValueError(f"--set {item!r}: the value is not valid YAML ({' '.join(str(e).split())}); "
-                             "quote strings that hold ':' or '#'.") from None
-    return overrides
-
-
 def resolve(path: str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """Defaults, then the file at ``path``, then ``overrides`` (dotted keys)."""
     values = load_file(path) if path else {}
@@ -211,6 +117,6 @@ def load(path: str) -> TrainConfig:
     for key, kept in _REMOVED_REGULARIZER_FIELDS.items():
         if isinstance(regularizer, dict) and key in regularizer:
             if regularizer.pop(key) != kept:
-                raise ValueError(f"{path}: regularizer.{key} is no longer an option (only {kept} is built); "
+                raise ConfigError(f"{path}: regularizer.{key} is no longer an option (only {kept} is built); "
                                  "train the run again with this version.")
     return from_dict(TrainConfig, values, where=path)
