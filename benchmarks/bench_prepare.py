@@ -34,8 +34,8 @@ def _run(dataset: str, data_dir: str, workers: int) -> tuple[float, int]:
         stats = prepare.run(argv)
         seconds = time.perf_counter() - start
         written = sum(1 for _ in tf.data.TFRecordDataset(sorted(glob.glob(os.path.join(out, "train-*")))))
-        if written != stats["interactions"]["train"]:
-            raise AssertionError(f"{written} training records written, stats say {stats['interactions']}")
+        if written != stats.interactions["train"]:
+            raise AssertionError(f"{written} training records written, stats say {stats.interactions}")
         return seconds, written
 
 

@@ -35,6 +35,7 @@ so load drift hits them alike; the load average is printed.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -102,10 +103,9 @@ def pad_catalog(source: str, output: str, n_items: int, seed: int = 0) -> str:
                 "item_id": item_id, "title": " ".join(rng.choice(words, size=4)),
                 "categories": sorted(set(rng.choice(categories, size=2))), "popularity": 0, "long_tail": True,
             }) + "\n")
-    stats = data.stats()
-    stats["items"] = n_items
+    stats = dataclasses.replace(data.stats(), items=n_items)
     with open(os.path.join(output, STATS_FILE), "w", encoding="utf-8") as f:
-        json.dump(stats, f, indent=2)
+        f.write(stats.to_text())
     return output
 
 

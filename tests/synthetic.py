@@ -25,7 +25,6 @@ Run ``python -m tests.synthetic OUT`` (from the repository root) to write a fold
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -33,6 +32,7 @@ import numpy as np
 
 from tfrs_selreg.data import examples, prepared, schema
 from tfrs_selreg.data.labels import LabelPair
+from tfrs_selreg.data.prepare_stats import LabelJoin, PrepareStats, Thresholds
 
 TEACHERS = ("oracle", "random", "cold_oracle")
 CLUSTER_NAMES = ("Action", "Comedy", "Drama", "Horror", "Science", "Travel", "Music", "Sport")
@@ -162,20 +162,15 @@ def make_prepared(
         for w in writers:
             w.close()
 
-    stats = {
-        "counts": {"users": n_users, "items": n_items,
-                   **{f"{split}_examples": len(rows) for split, rows in records.items()}},
-        "thresholds": {"cold_start_max_history": cold_start_max_history,
-                       "long_tail_max_popularity": tail_max_popularity},
-        "long_tail_fraction": long_tail_fraction,
-        "seed": seed,
-        "synthetic": {"teacher": teacher, "n_clusters": n_clusters},
-        "rejected": {},
-        "labels": {"files": [], "joined_teacher_rows": joined["teacher"], "joined_probe_rows": joined["probe"],
-                   "rejected": {}},
-    }
+    stats = PrepareStats(
+        dataset="synthetic", users=n_users, items=n_items, seed=seed,
+        records={split: len(rows) for split, rows in records.items()},
+        interactions={split: len(rows) for split, rows in records.items()},
+        thresholds=Thresholds(cold_start_max_history=cold_start_max_history, long_tail_fraction=long_tail_fraction,
+                              long_tail_max_popularity=tail_max_popularity),
+        labels=LabelJoin(joined_teacher_rows=joined["teacher"], joined_probe_rows=joined["probe"]))
     with open(os.path.join(directory, prepared.STATS_FILE), "w", encoding="utf-8") as f:
-        json.dump(stats, f, indent=2)
+        f.write(stats.to_text())
     with open(os.path.join(directory, prepared.DATASET_CARD), "w", encoding="utf-8") as f:
         f.write(f"# Synthetic prepared data\n\nWritten by tests/synthetic.py (seed {seed}, teacher {teacher}).\n")
     return directory

@@ -15,6 +15,9 @@ import math
 import os
 from typing import Any, Optional
 
+from tfrs_selreg.data.prepare_stats import PrepareStats
+from tfrs_selreg.data.prepared import PreparedData
+
 SEGMENTS = ("overall", "cold_start", "long_tail")
 REPORT_METRICS = ("auc", "recall@20", "ndcg@20")
 PLOTS_DIR = "plots"
@@ -69,24 +72,14 @@ def seed_summary_table(metrics: dict[tuple[str, int], dict]) -> list[str]:
     return lines
 
 
-def _data_line(stats: dict) -> str:
-    """One sentence of dataset counts from ``stats.json`` (keys the prepare job writes; absent ones left out)."""
-    counts = stats.get("counts", {})
-    parts = []
-    users, items = stats.get("users", counts.get("users")), stats.get("items", counts.get("items"))
-    if users is not None and items is not None:
-        parts.append(f"{users:,} users, {items:,} items")
-    if stats.get("interactions"):
-        parts.append("interactions " + ", ".join(f"{k} {v:,}" for k, v in stats["interactions"].items()))
-    if "cold_start_users" in stats:
-        parts.append(f"{stats['cold_start_users']:,} cold-start users")
-    if "long_tail_items" in stats:
-        parts.append(f"{stats['long_tail_items']:,} long-tail items")
-    labels = stats.get("labels") or {}
-    if "joined_teacher_rows" in labels:
-        parts.append(f"{labels['joined_teacher_rows']:,} teacher and {labels.get('joined_probe_rows', 0):,} "
-                     "probe label rows joined")
-    return "Data: " + ("; ".join(parts) if parts else "(no counts in stats.json)") + "."
+def _data_line(stats: PrepareStats) -> str:
+    """One sentence of dataset counts from ``stats.json``."""
+    parts = [f"{stats.users:,} users, {stats.items:,} items",
+             "interactions " + ", ".join(f"{k} {v:,}" for k, v in stats.interactions.items()),
+             f"{stats.cold_start_users:,} cold-start users", f"{stats.long_tail_items:,} long-tail items",
+             f"{stats.labels.joined_teacher_rows:,} teacher and {stats.labels.joined_probe_rows:,} "
+             "probe label rows joined"]
+    return "Data: " + "; ".join(parts) + "."
 
 
 def _image(root: str, path: Optional[str], alt: str) -> list[str]:
@@ -132,7 +125,7 @@ def write_report(config, commands: list[str], outputs: dict[str, Any]) -> str:
         if best is not None:
             best_epochs[(gate, seed)] = best
     manifest = _read_json(os.path.join(outputs["labels"], "manifest.json"), {})
-    stats = _read_json(os.path.join(outputs["prepared"], "stats.json"))
+    stats = PreparedData(outputs["prepared"]).stats()
     several_seeds = len(metrics) > len({gate for gate, _ in metrics})
 
     lines = [f"# Run `{config.name}`: {config.dataset}, backbone `{config.backbone}`, teacher `{config.teacher}`",

@@ -27,56 +27,44 @@ from beam_pipelines.prepare.write import write_text
 from tfrs_selreg.data import examples as ex
 from tfrs_selreg.data import item_embeddings, prepared, readers, schema
 from tfrs_selreg.data import labels as labels_lib
+from tfrs_selreg.data.prepare_config import DEFAULTS, PREPARE_CONFIG_FILE, PrepareConfig
+from tfrs_selreg.data.prepare_stats import LabelJoin, PrepareStats, Thresholds
+from tfrs_selreg.typed_config import ConfigError
 
 
-def _stats(counts: dict[str, int], o: PrepareOptions, reader: readers.DatasetReader, data_dir: str,
-           label_files: list[str], seconds: float) -> dict:
+def _stats(counts: dict[str, int], config: PrepareConfig, reader: readers.DatasetReader,
+           label_files: list[str], seconds: float) -> PrepareStats:
     rejected: dict[str, dict[str, int]] = {}
     for key, n in counts.items():
         if key.startswith("rejected/"):
             _, what, reason = key.split("/", 2)
             rejected.setdefault(what, {})[reason] = n
-    return {
-        "dataset": o.dataset,
-        "data_dir": data_dir,
-        "seed": o.seed,
-        "split": o.split,
-        "min_rating": o.min_rating,
-        "has_timestamps": reader.has_timestamps,
-        "users": counts.get("users", 0),
-        "items": counts.get("items", 0),
-        "items_with_training_interactions": counts.get("items_with_training_interactions", 0),
-        "interactions": {s: counts.get(f"interactions_{s}", 0) for s in schema.SPLITS},
-        "users_with": {s: counts.get(f"users_with_{s}", 0) for s in schema.SPLITS},
-        "records": {s: counts.get(f"{s}_records", 0) for s in schema.SPLITS},
-        "cold_start_users": counts.get("cold_start_users", 0),
-        "simulated_cold_start_users": counts.get("simulated_cold_start_users", 0),
-        "long_tail_items": counts.get("long_tail_items", 0),
-        "thresholds": {
-            "cold_start_max_history": o.cold_start_max_history,
-            "long_tail_fraction": o.long_tail_fraction,
-            "long_tail_max_popularity": counts.get("long_tail_max_popularity", -1),
-            "cold_start_fraction": o.cold_start_fraction,
-        },
-        "rows_read": {"interactions": counts.get("interaction_rows_read", 0),
-                      "items": counts.get("item_rows_read", 0),
-                      "labels": counts.get("label_rows_read", 0)},
-        "rows_rejected": rejected,
-        "rows_filtered": {
-            REASON_BELOW_MIN_RATING: counts.get(REASON_BELOW_MIN_RATING, 0),
-            "duplicate_interactions": counts.get("duplicate_interactions", 0),
-            "dropped_by_cold_start_simulation": counts.get("dropped_by_cold_start_simulation", 0),
-        },
-        "labels": {"files": label_files,
-                   "joined_teacher_rows": counts.get("labels_joined_teacher", 0),
-                   "joined_probe_rows": counts.get("labels_joined_probe", 0),
-                   "rejected": rejected.get("labels", {})},
-        "history_length": o.history_length,
-        "teacher_pairs": o.teacher_pairs,
-        "probe_pairs": o.probe_pairs,
-        "num_shards": o.num_shards,
-        "seconds": round(seconds, 2),
-    }
+    return PrepareStats(
+        dataset=config.dataset, data_dir=config.data_dir or "", seed=config.seed, split=config.split,
+        min_rating=config.min_rating, has_timestamps=reader.has_timestamps,
+        users=counts.get("users", 0), items=counts.get("items", 0),
+        items_with_training_interactions=counts.get("items_with_training_interactions", 0),
+        interactions={s: counts.get(f"interactions_{s}", 0) for s in schema.SPLITS},
+        users_with={s: counts.get(f"users_with_{s}", 0) for s in schema.SPLITS},
+        records={s: counts.get(f"{s}_records", 0) for s in schema.SPLITS},
+        cold_start_users=counts.get("cold_start_users", 0),
+        simulated_cold_start_users=counts.get("simulated_cold_start_users", 0),
+        long_tail_items=counts.get("long_tail_items", 0),
+        thresholds=Thresholds(cold_start_max_history=config.cold_start_max_history,
+                              long_tail_fraction=config.long_tail_fraction,
+                              long_tail_max_popularity=counts.get("long_tail_max_popularity", -1),
+                              cold_start_fraction=config.cold_start_fraction),
+        rows_read={"interactions": counts.get("interaction_rows_read", 0), "items": counts.get("item_rows_read", 0),
+                   "labels": counts.get("label_rows_read", 0)},
+        rows_rejected=rejected,
+        rows_filtered={REASON_BELOW_MIN_RATING: counts.get(REASON_BELOW_MIN_RATING, 0),
+                       "duplicate_interactions": counts.get("duplicate_interactions", 0),
+                       "dropped_by_cold_start_simulation": counts.get("dropped_by_cold_start_simulation", 0)},
+        labels=LabelJoin(files=tuple(label_files), joined_teacher_rows=counts.get("labels_joined_teacher", 0),
+                         joined_probe_rows=counts.get("labels_joined_probe", 0),
+                         rejected=rejected.get("labels", {})),
+        history_length=config.history_length, teacher_pairs=config.teacher_pairs,
+        probe_pairs=config.probe_pairs, num_shards=config.num_shards, seconds=round(seconds, 2))
 
 
 def _first_bad_lines(output: str, what: str, reasons: Optional[set] = None,
@@ -93,48 +81,48 @@ def _first_bad_lines(output: str, what: str, reasons: Optional[set] = None,
     return [f"{r['source']}:{r['line']}: {r['reason']}: {r['raw'][:120]!r}" for r in rows[:limit]]
 
 
-def _check_error_fraction(stats: dict, o: PrepareOptions) -> None:
+def _check_error_fraction(stats: PrepareStats, config: PrepareConfig, output: str) -> None:
     # Items first: a rejected catalog row makes its interactions unknown_item, so its own reason comes first.
     for what in ("items", "interactions", "labels"):
-        read = stats["rows_read"][what]
-        rejected = stats["rows_rejected"].get(what, {})
+        read = stats.rows_read[what]
+        rejected = stats.rows_rejected.get(what, {})
         # Label rows dropped for leakage or unknown ids are the guard working, not malformed input.
         reasons = {labels_lib.REJECT_MALFORMED} if what == "labels" else set(rejected)
         bad = sum(n for reason, n in rejected.items() if reason in reasons)
-        if read and bad / read > o.max_error_fraction:
-            lines = "\n  ".join(_first_bad_lines(o.output, what, reasons))
-            items_rejected = sum(stats["rows_rejected"].get("items", {}).values())
+        if read and bad / read > config.max_error_fraction:
+            lines = "\n  ".join(_first_bad_lines(output, what, reasons))
+            items_rejected = sum(stats.rows_rejected.get("items", {}).values())
             cause = ""
             if what == "interactions" and rejected.get(REASON_UNKNOWN_ITEM) and items_rejected:
-                first = "\n  ".join(_first_bad_lines(o.output, "items"))
+                first = "\n  ".join(_first_bad_lines(output, "items"))
                 cause = (f"{items_rejected} catalog rows were rejected themselves, so their interactions are "
                          f"{REASON_UNKNOWN_ITEM}; the first of them:\n  {first}\n")
             raise PrepareError(
                 f"{bad} of {read} {what} rows ({bad / read:.2%}) were rejected, more than "
-                f"--max-error-fraction={o.max_error_fraction}. {cause}First bad rows:\n  {lines}\n"
-                f"All rejected rows: {os.path.join(o.output, prepared.DEAD_LETTER_DIR)}. Fix the input "
+                f"--max-error-fraction={config.max_error_fraction}. {cause}First bad rows:\n  {lines}\n"
+                f"All rejected rows: {os.path.join(output, prepared.DEAD_LETTER_DIR)}. Fix the input "
                 "or raise --max-error-fraction.")
 
 
-def _dataset_card(stats: dict) -> str:
-    t = stats["thresholds"]
+def _dataset_card(stats: PrepareStats) -> str:
+    t = stats.thresholds
     lines = [
-        f"# Prepared dataset: {stats['dataset']}",
+        f"# Prepared dataset: {stats.dataset}",
         "",
-        f"- source: `{stats['data_dir']}`; split `{stats['split']}`, seed {stats['seed']}, "
-        f"min rating {stats['min_rating']}",
-        f"- users {stats['users']:,}, items {stats['items']:,} "
-        f"({stats['items_with_training_interactions']:,} with training interactions)",
-        "- interactions: " + ", ".join(f"{k} {v:,}" for k, v in stats["interactions"].items()),
-        f"- cold_start users (training history <= {t['cold_start_max_history']}): "
-        f"{stats['cold_start_users']:,} ({stats['simulated_cold_start_users']:,} simulated, "
-        f"fraction {t['cold_start_fraction']})",
-        f"- long_tail items (bottom {t['long_tail_fraction']:.0%} by training popularity, "
-        f"popularity <= {t['long_tail_max_popularity']}): {stats['long_tail_items']:,}",
-        f"- rows read: {stats['rows_read']}; rejected: {stats['rows_rejected'] or 'none'}; "
-        f"filtered: {stats['rows_filtered']}",
-        f"- teacher labels joined: {stats['labels']['joined_teacher_rows']:,} teacher rows, "
-        f"{stats['labels']['joined_probe_rows']:,} probe rows",
+        f"- source: `{stats.data_dir}`; split `{stats.split}`, seed {stats.seed}, "
+        f"min rating {stats.min_rating}",
+        f"- users {stats.users:,}, items {stats.items:,} "
+        f"({stats.items_with_training_interactions:,} with training interactions)",
+        "- interactions: " + ", ".join(f"{k} {v:,}" for k, v in stats.interactions.items()),
+        f"- cold_start users (training history <= {t.cold_start_max_history}): "
+        f"{stats.cold_start_users:,} ({stats.simulated_cold_start_users:,} simulated, "
+        f"fraction {t.cold_start_fraction})",
+        f"- long_tail items (bottom {t.long_tail_fraction:.0%} by training popularity, "
+        f"popularity <= {t.long_tail_max_popularity}): {stats.long_tail_items:,}",
+        f"- rows read: {stats.rows_read}; rejected: {stats.rows_rejected or 'none'}; "
+        f"filtered: {stats.rows_filtered}",
+        f"- teacher labels joined: {stats.labels.joined_teacher_rows:,} teacher rows, "
+        f"{stats.labels.joined_probe_rows:,} probe rows",
         "",
         "Features are described in `schema.json`; statistics come from the training split only.",
     ]
@@ -144,12 +132,12 @@ def _dataset_card(stats: dict) -> str:
 STAGING_SUFFIX = ".incomplete"
 # What a prepare job writes into --output, besides the split shards; nothing else there is touched.
 OWNED_NAMES = (prepared.ITEMS_FILE, prepared.USERS_FILE, prepared.STATS_FILE, prepared.DATASET_CARD,
-               schema.SCHEMA_FILE)
+               schema.SCHEMA_FILE, PREPARE_CONFIG_FILE)
 OWNED_FOLDERS = (os.path.dirname(prepared.ITEMS_VOCAB), prepared.DEAD_LETTER_DIR, item_embeddings.DIR)
 
 
-def run(argv: Optional[list[str]] = None) -> dict:
-    """Runs the prepare job; returns the statistics written to ``stats.json``."""
+def resolve(argv: Optional[list[str]] = None) -> tuple[PrepareConfig, str, PipelineOptions]:
+    """The job's :class:`PrepareConfig` (``--data-dir`` resolved), its ``--output`` and its Beam options."""
     labels_path, argv = labels_arg(argv)
     options = PipelineOptions(argv)
     o = options.view_as(PrepareOptions)
@@ -157,13 +145,8 @@ def run(argv: Optional[list[str]] = None) -> dict:
     if not std.runner:
         std.runner = "DirectRunner"  # Never let Beam pick (it would try to download Prism).
     options.view_as(SetupOptions).save_main_session = False
-
     if not o.dataset or not o.output:
         raise PrepareError("--dataset and --output are required (see tfrs-selreg prepare --help)")
-    reader_options = {}
-    if o.dataset == "tfds":
-        reader_options = {"tfds_name": o.tfds_name, "tfds_data_dir": o.tfds_data_dir}
-    reader = readers.get_reader(o.dataset, **reader_options)
     data_dir = o.data_dir
     if data_dir is None:
         if o.dataset == "ml-latest-small":
@@ -172,14 +155,31 @@ def run(argv: Optional[list[str]] = None) -> dict:
             data_dir = o.tfds_data_dir or ""
         else:
             raise PrepareError(f"--data-dir is required for --dataset {o.dataset}")
+    values = {name: getattr(o, name) for name in DEFAULTS if name not in ("data_dir", "labels")}
+    try:
+        config = PrepareConfig(**values, data_dir=data_dir, labels=labels_path)
+    except ConfigError as e:  # the flags' ranges are checked while parsing; this is a joint rule
+        raise PrepareError(str(e)) from None
+    return config, o.output.rstrip("/"), options
+
+
+def resolve_config(argv: list[str]) -> dict:
+    """The ``prepare_config.json`` that ``argv`` would write (a cached stage compares it with the saved one)."""
+    return resolve(argv)[0].to_json()
+
+
+def run(argv: Optional[list[str]] = None) -> PrepareStats:
+    """Runs the prepare job; returns the statistics written to ``stats.json``."""
+    config, output, options = resolve(argv)
+    reader_options = {}
+    if config.dataset == "tfds":
+        reader_options = {"tfds_name": config.tfds_name, "tfds_data_dir": config.tfds_data_dir}
+    reader = readers.get_reader(config.dataset, **reader_options)
+    data_dir, labels_path = config.data_dir or "", config.labels
     reader.check(data_dir)
-    if o.split == ex.SPLIT_TEMPORAL and not reader.has_timestamps:
-        raise PrepareError(f"--split temporal needs timestamps, and {o.dataset} data has none; "
+    if config.split == ex.SPLIT_TEMPORAL and not reader.has_timestamps:
+        raise PrepareError(f"--split temporal needs timestamps, and {config.dataset} data has none; "
                            "use --split leave_last_out")
-    # The flags' ranges are checked while parsing (tfrs_selreg.flags); this is the one joint rule.
-    if o.split == ex.SPLIT_TEMPORAL and o.temporal_val_fraction + o.temporal_test_fraction >= 1:
-        raise PrepareError(f"--temporal-val-fraction {o.temporal_val_fraction} + --temporal-test-fraction "
-                           f"{o.temporal_test_fraction} must be < 1: the rest is the training split.")
     label_files: list[str] = []
     if labels_path:
         label_files = list_label_files(labels_path)
@@ -187,7 +187,6 @@ def run(argv: Optional[list[str]] = None) -> dict:
             raise PrepareError(f"--labels {labels_path}: no *.jsonl, *.jsonl.gz, *.tfrecord or "
                                "*.tfrecord.gz files found there")
 
-    output = o.output.rstrip("/")
     _refuse_inputs_inside(output, data_dir, labels_path, label_files)
     # Everything is written to a staging folder first and moved into --output only when the job and its
     # checks succeeded: a failed job leaves a previous good output as it was.
@@ -196,55 +195,54 @@ def run(argv: Optional[list[str]] = None) -> dict:
         FileSystems.delete([staging])
     for sub in ("", os.path.dirname(prepared.ITEMS_VOCAB), prepared.DEAD_LETTER_DIR):
         FileSystems.mkdirs(os.path.join(staging, sub))
-    o.output = staging
     try:
-        stats = _run_into(options, o, reader, data_dir, labels_path, label_files)
+        stats = _run_into(options, config, staging, reader, label_files)
     except PrepareError:
         raise  # the staging folder stays: its dead_letter/ holds the rejected rows the message names
     except BaseException:
         FileSystems.delete([staging])
         raise
-    finally:
-        o.output = output
     _publish(staging, output)
     return stats
 
 
-def _run_into(options: PipelineOptions, o: PrepareOptions, reader: readers.DatasetReader, data_dir: str,
-              labels_path: Optional[str], label_files: list[str]) -> dict:
-    """Runs the pipeline into ``o.output`` (the staging folder) and checks the result; returns the stats."""
-    schema_obj = schema.build_schema(o.history_length, o.teacher_pairs, o.probe_pairs)
+def _run_into(options: PipelineOptions, config: PrepareConfig, output: str, reader: readers.DatasetReader,
+              label_files: list[str]) -> PrepareStats:
+    """Runs the pipeline into ``output`` (the staging folder) and checks the result; returns the stats."""
+    schema_obj = schema.build_schema(config.history_length, config.teacher_pairs, config.probe_pairs)
     start = time.time()
-    logging.info("prepare: reading %s from %s", o.dataset, data_dir)
+    logging.info("prepare: reading %s from %s", config.dataset, config.data_dir)
     with beam.Pipeline(options=options) as p:
-        build_pipeline(p, o, reader, data_dir, label_files)
+        build_pipeline(p, config, output, reader, label_files)
     seconds = time.time() - start
 
-    counts_path = os.path.join(o.output, "counts.json")
+    counts_path = os.path.join(output, "counts.json")
     with FileSystems.open(counts_path) as f:
         counts = json.loads(f.read().decode("utf-8"))
     FileSystems.delete([counts_path])
-    stats = _stats(counts, o, reader, data_dir, label_files, seconds)
-    write_text(os.path.join(o.output, prepared.STATS_FILE), [json.dumps(stats, indent=2)])
-    _check_error_fraction(stats, o)
-    if stats["users"] == 0 or stats["interactions"]["train"] == 0:
-        raise PrepareError(f"no training interactions left from {data_dir} (read "
-                           f"{stats['rows_read']}, filtered {stats['rows_filtered']}); check "
+    stats = _stats(counts, config, reader, label_files, seconds)
+    write_text(os.path.join(output, prepared.STATS_FILE), [stats.to_text()])
+    _check_error_fraction(stats, config, output)
+    if stats.users == 0 or stats.interactions["train"] == 0:
+        raise PrepareError(f"no training interactions left from {config.data_dir} (read "
+                           f"{stats.rows_read}, filtered {stats.rows_filtered}); check "
                            "--min-rating and the input files")
-    joined = stats["labels"]["joined_teacher_rows"] + stats["labels"]["joined_probe_rows"]
+    joined = stats.labels.joined_teacher_rows + stats.labels.joined_probe_rows
     if label_files and joined == 0:
-        lines = "\n  ".join(_first_bad_lines(o.output, "labels")) or "(no label row was read)"
+        lines = "\n  ".join(_first_bad_lines(output, "labels")) or "(no label row was read)"
         raise PrepareError(
-                f"--labels {labels_path}: none of its {stats['rows_read']['labels']:,} rows could be joined "
-                f"(rejected: {stats['labels']['rejected']}). First rejected rows:\n  {lines}\n"
-                f"All of them: {os.path.join(o.output, prepared.DEAD_LETTER_DIR)}. Were the labels scored on "
+                f"--labels {config.labels}: none of its {stats.rows_read['labels']:,} rows could be joined "
+                f"(rejected: {stats.labels.rejected}). First rejected rows:\n  {lines}\n"
+                f"All of them: {os.path.join(output, prepared.DEAD_LETTER_DIR)}. Were the labels scored on "
                 "this prepared folder (same dataset, split and seed)?")
     # Beam's file system rather than Schema.save (tf.io.gfile): the launcher need not import TensorFlow.
-    with FileSystems.create(os.path.join(o.output, schema.SCHEMA_FILE)) as f:
+    with FileSystems.create(os.path.join(output, schema.SCHEMA_FILE)) as f:
         f.write(schema_obj.dumps().encode("utf-8"))
-    write_text(os.path.join(o.output, prepared.DATASET_CARD), [_dataset_card(stats)])
-    if labels_path:
-        _copy_item_embeddings(labels_path, o.output)
+    with FileSystems.create(os.path.join(output, PREPARE_CONFIG_FILE)) as f:
+        f.write(config.to_text().encode("utf-8"))
+    write_text(os.path.join(output, prepared.DATASET_CARD), [_dataset_card(stats)])
+    if config.labels:
+        _copy_item_embeddings(config.labels, output)
     return stats
 
 

@@ -11,6 +11,7 @@ from beam_pipelines.options import add_flag
 from tfrs_selreg import flags
 from tfrs_selreg.data import examples as ex
 from tfrs_selreg.data import readers
+from tfrs_selreg.data.prepare_config import DEFAULTS
 
 REJECTED = "rejected"
 COUNTS = "counts"
@@ -30,42 +31,43 @@ class PrepareOptions(PipelineOptions):
 
     @classmethod
     def _add_argparse_args(cls, parser: argparse.ArgumentParser) -> None:
+        d = DEFAULTS  # one source of defaults: PrepareConfig
         add_flag(parser, "--dataset", choices=sorted(readers.READERS), help="input format / reader (required)")
         add_flag(parser, "--data-dir", dest="data_dir", default=None,
-                            help="raw data folder (default for ml-latest-small: the bundled copy)")
-        add_flag(parser, "--tfds-name", dest="tfds_name", default="movielens/100k-ratings",
-                            help="TFDS dataset for --dataset tfds")
+                 help="raw data folder (default for ml-latest-small: the bundled copy)")
+        add_flag(parser, "--tfds-name", dest="tfds_name", default=d["tfds_name"],
+                 help="TFDS dataset for --dataset tfds")
         add_flag(parser, "--tfds-data-dir", dest="tfds_data_dir", default=None,
-                            help="TFDS data dir holding the prepared dataset (no download)")
+                 help="TFDS data dir holding the prepared dataset (no download)")
         add_flag(parser, "--output", help="output folder, local or gs:// (required)")
-        add_flag(parser, "--split", default=ex.SPLIT_LEAVE_LAST_OUT, choices=ex.SPLIT_MODES)
+        add_flag(parser, "--split", default=d["split"], choices=ex.SPLIT_MODES)
         add_flag(parser, "--temporal-val-fraction", dest="temporal_val_fraction",
-                 type=flags.number(0.0, below=1.0), default=0.1,
+                 type=flags.number(0.0, below=1.0), default=d["temporal_val_fraction"],
                  help="temporal split: share of interactions in validation")
         add_flag(parser, "--temporal-test-fraction", dest="temporal_test_fraction",
-                 type=flags.number(0.0, below=1.0), default=0.1, help="temporal split: share of interactions in test")
-        add_flag(parser, "--min-rating", dest="min_rating", type=flags.number(), default=None,
-                            help="keep only interactions with rating >= this as positives")
-        add_flag(parser, "--history-length", dest="history_length", type=flags.integer(1), default=10,
-                            help="L: training items in each example's history")
+                 type=flags.number(0.0, below=1.0), default=d["temporal_test_fraction"],
+                 help="temporal split: share of interactions in test")
+        add_flag(parser, "--min-rating", dest="min_rating", type=flags.number(), default=d["min_rating"],
+                 help="keep only interactions with rating >= this as positives")
+        add_flag(parser, "--history-length", dest="history_length", type=flags.integer(1),
+                 default=d["history_length"], help="L: training items in each example's history")
         add_flag(parser, "--cold-start-max-history", dest="cold_start_max_history", type=flags.integer(0),
-                            default=3, help="users with at most this many training items are cold_start")
-        add_flag(parser, "--long-tail-fraction", dest="long_tail_fraction", type=flags.FRACTION, default=0.2,
-                            help="bottom fraction of items by training popularity that is long_tail")
+                 default=d["cold_start_max_history"], help="users with at most this many training items are cold_start")
+        add_flag(parser, "--long-tail-fraction", dest="long_tail_fraction", type=flags.FRACTION,
+                 default=d["long_tail_fraction"],
+                 help="bottom fraction of items by training popularity that is long_tail")
         add_flag(parser, "--cold-start-fraction", dest="cold_start_fraction", type=flags.FRACTION,
-                            default=0.0, help="simulate cold start: fraction of users keeping 1-3 "
-                            "training items")
-        add_flag(parser, "--teacher-pairs", dest="teacher_pairs", type=flags.integer(0), default=8,
-                            help="P: teacher pairs per training example")
-        add_flag(parser, "--probe-pairs", dest="probe_pairs", type=flags.integer(0), default=4,
-                            help="Q: probe pairs per training example")
-        add_flag(parser, "--seed", type=flags.integer(0), default=0)
+                 default=d["cold_start_fraction"],
+                 help="simulate cold start: fraction of users keeping 1-3 training items")
+        add_flag(parser, "--teacher-pairs", dest="teacher_pairs", type=flags.integer(0), default=d["teacher_pairs"],
+                 help="P: teacher pairs per training example")
+        add_flag(parser, "--probe-pairs", dest="probe_pairs", type=flags.integer(0), default=d["probe_pairs"],
+                 help="Q: probe pairs per training example")
+        add_flag(parser, "--seed", type=flags.integer(0), default=d["seed"])
         add_flag(parser, "--max-error-fraction", dest="max_error_fraction", type=flags.FRACTION,
-                            default=0.01, help="fail when more rejected rows than this fraction")
-        add_flag(parser, "--num-shards", dest="num_shards", type=flags.integer(1), default=2,
-                            help="TFRecord shards per split")
-
-
+                 default=d["max_error_fraction"], help="fail when more rejected rows than this fraction")
+        add_flag(parser, "--num-shards", dest="num_shards", type=flags.integer(1), default=d["num_shards"],
+                 help="TFRecord shards per split")
 
 
 def _add_labels_arg(parser: argparse.ArgumentParser) -> None:

@@ -8,12 +8,13 @@ import os
 import apache_beam as beam
 
 from beam_pipelines.prepare.label_files import ParseLabels
-from beam_pipelines.prepare.options import COUNTS, REJECTED, PrepareOptions
+from beam_pipelines.prepare.options import COUNTS, REJECTED
 from beam_pipelines.prepare.read import DedupeCatalog, ReadInteractions, ReadItems
 from beam_pipelines.prepare.user_examples import BuildExamples, SplitUsers, build_catalog
 from beam_pipelines.prepare.write import WriteCatalog, WriteShard, write_text, write_users
 from tfrs_selreg.data import examples as ex
 from tfrs_selreg.data import prepared, readers, schema
+from tfrs_selreg.data.prepare_config import PrepareConfig
 
 
 def _temporal_cuts(histogram: dict[int, int], val_fraction: float, test_fraction: float):
@@ -51,10 +52,11 @@ class _Histogram(beam.CombineFn):
         return acc
 
 
-def build_pipeline(p: beam.Pipeline, o: PrepareOptions, reader: readers.DatasetReader,
-                   data_dir: str, label_files: list[str]) -> None:
-    out = o.output
-    raw = (p | "DataDir" >> beam.Create([data_dir]))
+def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: readers.DatasetReader,
+                   label_files: list[str]) -> None:
+    """The prepare job's transforms, reading ``config.data_dir`` (and ``label_files``), writing into ``out``."""
+    o = config
+    raw = (p | "DataDir" >> beam.Create([o.data_dir or ""]))
     items = raw | "ReadItems" >> beam.ParDo(ReadItems(reader)).with_outputs(REJECTED, COUNTS,
                                                                            main="main")
     catalog_items = (items.main | "GroupCatalogIds" >> beam.GroupByKey()
@@ -96,11 +98,8 @@ def build_pipeline(p: beam.Pipeline, o: PrepareOptions, reader: readers.DatasetR
         joined["labels"] = parsed.main
         label_rejects.append(parsed[REJECTED])
         label_counts.append(parsed[COUNTS])
-    options = {"history_length": o.history_length, "cold_start_max_history": o.cold_start_max_history,
-               "teacher_pairs": o.teacher_pairs, "probe_pairs": o.probe_pairs, "seed": o.seed,
-               "num_shards": o.num_shards, "with_labels": bool(label_files)}
     built = (joined | "JoinLabels" >> beam.CoGroupByKey()
-             | "BuildExamples" >> beam.ParDo(BuildExamples(options),
+             | "BuildExamples" >> beam.ParDo(BuildExamples(config, with_labels=bool(label_files)),
                                              catalog=beam.pvalue.AsSingleton(catalog))
              .with_outputs(REJECTED, COUNTS, "users", main="main"))
 

@@ -11,6 +11,7 @@ from beam_pipelines.prepare.read import reject_record
 from tfrs_selreg.data import examples as ex
 from tfrs_selreg.data import labels as labels_lib
 from tfrs_selreg.data import prepared, schema
+from tfrs_selreg.data.prepare_config import PrepareConfig
 
 
 @beam.typehints.with_output_types(Any)
@@ -50,8 +51,9 @@ def build_catalog(items: list, popularity: dict[str, int], long_tail_fraction: f
 class BuildExamples(beam.DoFn):
     """A user's split (+ joined labels) -> ``((split, shard), (sort_key, record))`` and side rows."""
 
-    def __init__(self, options: dict[str, Any]):
-        self._o = options
+    def __init__(self, config: PrepareConfig, with_labels: bool):
+        self._config = config
+        self._with_labels = with_labels
 
     def process(self, element, catalog):
         user_id, grouped = element
@@ -63,7 +65,7 @@ class BuildExamples(beam.DoFn):
                     "labels", path, line, labels_lib.REJECT_UNKNOWN_USER, row.to_json()))
             return
         (split,) = splits
-        o = self._o
+        o = self._config
         held_out = {x[0] for x in split.val} | {x[0] for x in split.test}
         teacher_rows, probe_rows = [], []
         for row, path, line in label_rows:
@@ -90,21 +92,21 @@ class BuildExamples(beam.DoFn):
         pop, tail = catalog["popularity"], catalog["long_tail"]
         train_items = [x[0] for x in split.train]
         n_train = len(train_items)
-        cold = n_train <= o["cold_start_max_history"]
-        L, shards, seed = o["history_length"], o["num_shards"], o["seed"]
+        cold = n_train <= o.cold_start_max_history
+        L, shards, seed = o.history_length, o.num_shards, o.seed
         shard = ex.shard_of(user_id, shards)
         common = dict(user_id=user_id, history_length=n_train, cold_start=cold)
-        with_labels = o["with_labels"]
+        with_labels = self._with_labels
         train_records = []
         for k, (item_id, ts, rating, _) in enumerate(split.train):
             record = ex.make_example(
                 item_id=item_id, history=ex.padded_history(train_items[max(0, k - L):k], L), timestamp=ts,
                 rating=rating, item_popularity=pop[item_id], long_tail=item_id in tail,
-                teacher_pairs=ex.sample_pairs(teacher_rows, o["teacher_pairs"], seed, user_id, k, "t")
+                teacher_pairs=ex.sample_pairs(teacher_rows, o.teacher_pairs, seed, user_id, k, "t")
                 if with_labels else None,
-                probe_pairs=ex.sample_pairs(probe_rows, o["probe_pairs"], seed, user_id, k, "p")
+                probe_pairs=ex.sample_pairs(probe_rows, o.probe_pairs, seed, user_id, k, "p")
                 if with_labels else None,
-                num_teacher_pairs=o["teacher_pairs"], num_probe_pairs=o["probe_pairs"], **common)
+                num_teacher_pairs=o.teacher_pairs, num_probe_pairs=o.probe_pairs, **common)
             train_records.append((ex.unit_hash(seed, "order", user_id, k), record))
         # One element per user and split keeps the shard shuffle small (records travel in lists).
         yield ("train", shard), train_records

@@ -12,6 +12,8 @@ import tensorflow as tf
 from beam_pipelines import prepare
 from tests.conftest import shared_dataset
 from tfrs_selreg.data import prepared, schema
+from tfrs_selreg.data.prepare_config import PREPARE_CONFIG_FILE, PrepareConfig
+from tfrs_selreg.data.prepared import PreparedData
 
 ITEMS = "item_id,title,categories\n" + "".join(f"i{k},Item {k},G{k % 3}|Common\n" for k in range(1, 11))
 
@@ -55,18 +57,33 @@ def _feature(example, name):
     return [v.decode() if isinstance(v, bytes) else v for v in values]
 
 
+def test_the_resolved_config_ignores_flag_order_written_defaults_and_beam_flags():
+    from beam_pipelines.prepare.launcher import resolve_config
+
+    base = ["--dataset", "csv", "--data-dir", "raw", "--output", "out", "--seed", "3"]
+    same = ["--seed", "3", "--output", "elsewhere", "--num-shards", "2", "--data-dir", "raw", "--dataset", "csv",
+            "--runner", "DirectRunner", "--direct_num_workers", "2"]
+    assert resolve_config(base) == resolve_config(same)
+    assert resolve_config(base)["seed"] == 3 and resolve_config(base + ["--seed", "4"])["seed"] == 4
+    assert resolve_config(base + ["--labels", "l"])["labels"] == "l"
+
+
 def test_split_statistics_and_segments(tmp_path):
     out = tmp_path / "out"
     stats = _run(_write_csv(tmp_path / "raw"), out)
     # Hand-computed: train u1 [i1..i4], u2 [i1], u3 [i1], u4 [i2]; val u1 i5, u2 i2; test u1 i6,
     # u2 i7, u3 i8.
-    assert stats["interactions"] == {"train": 7, "val": 2, "test": 3}
-    assert stats["users"] == 4 and stats["items"] == 10
-    assert stats["cold_start_users"] == 3  # u2, u3, u4 have <= 3 training items
+    assert stats.interactions == {"train": 7, "val": 2, "test": 3}
+    assert stats.users == 4 and stats.items == 10
+    assert stats.cold_start_users == 3  # u2, u3, u4 have <= 3 training items
     # popularity: i1 3, i2 2, i3 1, i4 1, others 0 -> bottom 20% of 10 items = 2 items: i10, i5.
-    assert stats["long_tail_items"] == 2
-    assert stats["thresholds"]["long_tail_max_popularity"] == 0
-    assert stats["records"] == {"train": 7, "val": 2, "test": 3}
+    assert stats.long_tail_items == 2
+    assert stats.thresholds.long_tail_max_popularity == 0
+    assert stats.records == {"train": 7, "val": 2, "test": 3}
+    assert PreparedData(str(out)).stats() == stats
+    config = PreparedData(str(out)).prepare_config()
+    assert config == PrepareConfig(dataset="csv", data_dir=str(tmp_path / "raw"), history_length=3, teacher_pairs=2,
+                                   probe_pairs=1)
 
     train = _records(out, "train")
     by_key = {(_feature(e, "user_id")[0], _feature(e, "item_id")[0]): e for e in train}
@@ -141,9 +158,9 @@ def test_label_join_and_leakage_guard(tmp_path):
     with open(labels, "a") as f:
         f.write("{not json\n")
     stats = _run(_write_csv(tmp_path / "raw"), out, "--labels", labels, "--max-error-fraction", "0.2")
-    assert stats["labels"]["joined_teacher_rows"] == 3
-    assert stats["labels"]["joined_probe_rows"] == 1
-    assert stats["labels"]["rejected"] == {
+    assert stats.labels.joined_teacher_rows == 3
+    assert stats.labels.joined_probe_rows == 1
+    assert stats.labels.rejected == {
         "leakage_val_or_test_item": 2, "unknown_item": 1, "unknown_user": 1,
         "pref_out_of_range": 2, "malformed": 1}
     dead = [json.loads(line) for p in glob.glob(str(out / "dead_letter" / "*.jsonl"))
@@ -171,10 +188,10 @@ def test_bad_rows_are_dead_lettered_and_counted(tmp_path):
     out = tmp_path / "out"
     bad = ["u1,i1", "u5,i2,notanumber,4", "u5,i77,1500,4", "u1,i2,1200,4"]  # the last one: duplicate
     stats = _run(_write_csv(tmp_path / "raw", bad), out, "--max-error-fraction", "0.5")
-    assert stats["rows_read"]["interactions"] == 16
-    assert stats["rows_rejected"]["interactions"] == {
+    assert stats.rows_read["interactions"] == 16
+    assert stats.rows_rejected["interactions"] == {
         "wrong_column_count": 1, "unparsable_number": 1, "unknown_item": 1}
-    assert stats["rows_filtered"]["duplicate_interactions"] == 1
+    assert stats.rows_filtered["duplicate_interactions"] == 1
     dead = [json.loads(line) for p in glob.glob(str(out / "dead_letter" / "*.jsonl")) for line in open(p)]
     assert sorted((d["line"], d["reason"]) for d in dead) == [
         (14, "wrong_column_count"), (15, "unparsable_number"), (16, "unknown_item")]
@@ -198,28 +215,29 @@ def test_missing_and_empty_input_fail_before_the_pipeline(tmp_path):
 def test_min_rating_and_cold_start_simulation(tmp_path):
     out = tmp_path / "out"
     stats = _run(_write_csv(tmp_path / "raw", ["u4,i3,2000,1"]), out, "--min-rating", "3")
-    assert stats["rows_filtered"]["below_min_rating"] == 1
-    assert stats["interactions"]["train"] == 7
-    assert stats["simulated_cold_start_users"] == 0
+    assert stats.rows_filtered["below_min_rating"] == 1
+    assert stats.interactions["train"] == 7
+    assert stats.simulated_cold_start_users == 0
     # Every user simulated: each keeps its first 1 to 3 training items (seeded per user), the rest are
     # dropped; validation and test items stay.
     users = {u.user_id: u for u in prepared.PreparedData(str(out)).users()}
     stats = _run(_write_csv(tmp_path / "raw"), tmp_path / "cold", "--cold-start-fraction", "1", "--seed", "5")
     cold = {u.user_id: u for u in prepared.PreparedData(str(tmp_path / "cold")).users()}
-    assert stats["simulated_cold_start_users"] == 4 and stats["cold_start_users"] == 4
+    assert stats.simulated_cold_start_users == 4 and stats.cold_start_users == 4
     kept = {u: len(cold[u].train_items) for u in cold}
     assert all(1 <= kept[u] <= min(3, len(users[u].train_items)) for u in cold)
     assert all(cold[u].train_items == users[u].train_items[:kept[u]] for u in cold)
     assert all((cold[u].val_items, cold[u].test_items) == (users[u].val_items, users[u].test_items) for u in cold)
-    assert stats["rows_filtered"]["dropped_by_cold_start_simulation"] == 7 - sum(kept.values()) > 0
-    assert stats["interactions"]["train"] == sum(kept.values())
+    assert stats.rows_filtered["dropped_by_cold_start_simulation"] == 7 - sum(kept.values()) > 0
+    assert stats.interactions["train"] == sum(kept.values())
 
 
 def _all_bytes(out):
     blobs = {}
     for path in sorted(glob.glob(os.path.join(out, "**", "*"), recursive=True)):
         name = os.path.relpath(path, out)
-        if os.path.isfile(path) and name not in (prepared.STATS_FILE, prepared.DATASET_CARD) \
+        # stats.json, the card and prepare_config.json name the input paths and the job's time.
+        if os.path.isfile(path) and name not in (prepared.STATS_FILE, prepared.DATASET_CARD, PREPARE_CONFIG_FILE) \
                 and not name.startswith(prepared.DEAD_LETTER_DIR):
             blobs[name] = open(path, "rb").read()
     return blobs
@@ -246,16 +264,16 @@ def test_bundled_movielens_end_to_end(tmp_path):
     out = tmp_path / "ml"
     stats = prepare.run(["--dataset", "ml-latest-small", "--output", str(out), "--runner",
                          "DirectRunner", "--cold-start-fraction", "0.2"])
-    assert stats["rows_read"]["interactions"] == 100836
-    assert stats["rows_rejected"] == {}
-    assert stats["users"] == 610 and stats["items"] == 9742
-    total = sum(stats["interactions"].values()) + stats["rows_filtered"]["dropped_by_cold_start_simulation"]
+    assert stats.rows_read["interactions"] == 100836
+    assert stats.rows_rejected == {}
+    assert stats.users == 610 and stats.items == 9742
+    total = sum(stats.interactions.values()) + stats.rows_filtered["dropped_by_cold_start_simulation"]
     assert total == 100836
-    assert stats["interactions"]["test"] == 610 and stats["interactions"]["val"] == 610
-    assert stats["cold_start_users"] == stats["simulated_cold_start_users"] > 80
-    assert stats["long_tail_items"] == round(0.2 * 9742)
+    assert stats.interactions["test"] == 610 and stats.interactions["val"] == 610
+    assert stats.cold_start_users == stats.simulated_cold_start_users > 80
+    assert stats.long_tail_items == round(0.2 * 9742)
     n = sum(1 for _ in tf.data.TFRecordDataset(sorted(glob.glob(str(out / "train-*.tfrecord")))))
-    assert n == stats["interactions"]["train"]
+    assert n == stats.interactions["train"]
 
 
 def test_temporal_split_cuts_globally(tmp_path):
@@ -265,7 +283,7 @@ def test_temporal_split_cuts_globally(tmp_path):
     # 12 interactions at t = 1000 (4x), 1010 (3x), 1020 (2x), 1030, 1040, 1050. Train should hold half
     # of them: the first cut where at least 6 come before is 1020 (7 before); validation up to 75%:
     # at least 9 before -> 1030. So t < 1020 train, 1020 <= t < 1030 validation, the rest test.
-    assert stats["interactions"] == {"train": 7, "val": 2, "test": 3}
+    assert stats.interactions == {"train": 7, "val": 2, "test": 3}
     val = [(_feature(e, "user_id")[0], _feature(e, "item_id")[0]) for e in _records(out, "val")]
     assert sorted(val) == [("u1", "i3"), ("u2", "i7")]
     test = [(_feature(e, "user_id")[0], _feature(e, "item_id")[0]) for e in _records(out, "test")]
@@ -285,8 +303,8 @@ def test_tfds_dataset_through_the_pipeline(tmp_path):
     tfds_fixture.build_100k_ratings(source, tfds_dir)
     stats = prepare.run(["--dataset", "tfds", "--tfds-name", "movielens/100k-ratings", "--tfds-data-dir",
                          tfds_dir, "--output", str(tmp_path / "out"), "--runner", "DirectRunner"])
-    assert stats["rows_read"]["interactions"] == 6 and stats["rows_rejected"] == {}
-    assert stats["interactions"] == {"train": 2, "val": 2, "test": 2}
+    assert stats.rows_read["interactions"] == 6 and stats.rows_rejected == {}
+    assert stats.interactions == {"train": 2, "val": 2, "test": 2}
     assert {_feature(e, "item_id")[0] for e in _records(tmp_path / "out", "test")} == {"12"}
 
 
@@ -297,12 +315,12 @@ def test_shared_amazon_counts_match_raw_files(tmp_path):
     stats = prepare.run(["--dataset", "amazon-json", "--data-dir", str(data), "--output",
                          str(tmp_path / "sci"), "--runner", "DirectRunner"])
     n = sum(len(v) for v in inter.values())
-    assert stats["rows_read"]["interactions"] == n
-    assert sum(stats["interactions"].values()) + stats["rows_filtered"]["duplicate_interactions"] == n
-    assert stats["users"] == len(inter) and stats["items"] == len(items)
-    assert stats["interactions"]["test"] == len(inter)
+    assert stats.rows_read["interactions"] == n
+    assert sum(stats.interactions.values()) + stats.rows_filtered["duplicate_interactions"] == n
+    assert stats.users == len(inter) and stats.items == len(items)
+    assert stats.interactions["test"] == len(inter)
     # 5-core leave-one-out: users with exactly 5 interactions keep 3 training items -> cold start.
-    assert stats["cold_start_users"] == sum(1 for v in inter.values() if len(set(v)) <= 5)
+    assert stats.cold_start_users == sum(1 for v in inter.values() if len(set(v)) <= 5)
 
 
 def _snapshot(folder):
@@ -375,7 +393,7 @@ def test_gzipped_labels_a_bom_and_blank_lines_join_like_plain_ones(tmp_path):
     with gzip.open(tmp_path / "labels.jsonl.gz", "wt", encoding="utf-8") as f:
         f.write(text)
     stats = _run(raw, tmp_path / "out", "--labels", str(tmp_path / "labels.jsonl.gz"))
-    assert stats["labels"]["joined_teacher_rows"] == 2 and stats["labels"]["rejected"] == {}
+    assert stats.labels.joined_teacher_rows == 2 and stats.labels.rejected == {}
 
 
 @pytest.mark.parametrize("compression", [".gz"])  # plain .tfrecord differs only in the reader's compression flag
@@ -396,8 +414,8 @@ def test_tfrecord_labels_join_like_the_same_rows_as_json_lines(tmp_path, compres
             writer.write(labels_lib.from_dict(row).to_example_bytes())
     a = _run(raw, tmp_path / "a", "--labels", jsonl)
     b = _run(raw, tmp_path / "b", "--labels", str(tmp_path / "tfr"))
-    assert a["labels"]["joined_teacher_rows"] == 2 and a["labels"]["joined_probe_rows"] == 1
-    assert b["labels"]["joined_teacher_rows"] == 2 and b["labels"]["joined_probe_rows"] == 1
+    assert (a.labels.joined_teacher_rows, a.labels.joined_probe_rows) == (2, 1)
+    assert (b.labels.joined_teacher_rows, b.labels.joined_probe_rows) == (2, 1)
     assert _all_bytes(tmp_path / "a") == _all_bytes(tmp_path / "b")
 
 

@@ -1,6 +1,5 @@
 """The tf.data input function on a synthetic prepared folder: round trip, roles, errors."""
 
-import json
 import os
 
 import numpy as np
@@ -95,15 +94,14 @@ def test_training_only_features_only_for_train(prepared):
 
 
 def test_synthetic_stats_agree_with_side_files(prepared):
-    with open(os.path.join(prepared, "stats.json")) as f:
-        stats = json.load(f)
     data = PreparedData(prepared)
+    stats = data.stats()
     users = data.users()
-    threshold = stats["thresholds"]["cold_start_max_history"]
+    threshold = stats.thresholds.cold_start_max_history
     assert all(u.cold_start == (u.history_length <= threshold) for u in users)
     assert any(u.cold_start for u in users) and not all(u.cold_start for u in users)
     items = data.items()
     tail = [i for i in items if i.long_tail]
-    assert tail and all(i.popularity <= stats["thresholds"]["long_tail_max_popularity"] for i in tail)
+    assert tail and all(i.popularity <= stats.thresholds.long_tail_max_popularity for i in tail)
     assert [i.item_id for i in items] == data.item_vocabulary()
-    assert stats["counts"]["train_examples"] == sum(len(u.train_items) for u in users)
+    assert stats.records["train"] == sum(len(u.train_items) for u in users)

@@ -22,6 +22,7 @@ import pytest
 
 from tfrs_selreg.data import prepared
 from tfrs_selreg.data.labels import LabelRow
+from tfrs_selreg.data.prepare_stats import PrepareStats, Thresholds
 from tfrs_selreg.data.prepared import Item, User
 from tfrs_selreg.teachers.base import ScoringRequest, ScoringResult, Teacher, register
 
@@ -46,15 +47,12 @@ def write_prepared(directory: str, items: list[Item], users: list[User], seed: i
     with open(os.path.join(directory, prepared.USERS_VOCAB), "w", encoding="utf-8") as f:
         f.writelines(u.user_id + "\n" for u in users)
     tail = [it.popularity for it in items if it.long_tail]
-    stats = {
-        "counts": {"users": len(users), "items": len(items)},
-        "thresholds": {"cold_start_max_history": COLD_START_MAX_HISTORY,
-                       "long_tail_fraction": LONG_TAIL_FRACTION,
-                       "long_tail_max_popularity": max(tail) if tail else 0},
-        "seed": seed,
-    }
+    stats = PrepareStats(
+        dataset="fixture", users=len(users), items=len(items), seed=seed,
+        thresholds=Thresholds(cold_start_max_history=COLD_START_MAX_HISTORY, long_tail_fraction=LONG_TAIL_FRACTION,
+                              long_tail_max_popularity=max(tail) if tail else 0))
     with open(os.path.join(directory, prepared.STATS_FILE), "w", encoding="utf-8") as f:
-        json.dump(stats, f)
+        f.write(stats.to_text())
     return directory
 
 

@@ -14,7 +14,9 @@
                                        popularity, long_tail}
       users.jsonl                     per user: {user_id, train_items (chronological), val_items,
                                        test_items, history_length, cold_start}
-      stats.json                      counts, thresholds, seed, rejected rows by reason
+      stats.json                      tfrs_selreg.data.prepare_stats.PrepareStats: counts, thresholds,
+                                      rejected rows by reason
+      prepare_config.json             tfrs_selreg.data.prepare_config.PrepareConfig: what it was made from
       dataset_card.md
       dead_letter/*.jsonl             rejected rows with file, line and reason
       item_embeddings/                with --labels from a teacher that embeds item texts: its item
@@ -29,8 +31,12 @@ import dataclasses
 import hashlib
 import json
 import os
+from typing import Optional
 
+from tfrs_selreg.data.prepare_config import PREPARE_CONFIG_FILE, PrepareConfig
+from tfrs_selreg.data.prepare_stats import PrepareStats
 from tfrs_selreg.data.schema import SCHEMA_FILE
+from tfrs_selreg.typed_config import ConfigError
 
 USERS_VOCAB = os.path.join("vocab", "users.txt")
 ITEMS_VOCAB = os.path.join("vocab", "items.txt")
@@ -153,9 +159,28 @@ class PreparedData:
                     digest.update(block)
         return digest.hexdigest()
 
-    def stats(self) -> dict:
-        with open(os.path.join(self.directory, STATS_FILE), encoding="utf-8") as f:
-            return json.load(f)
+    def stats(self) -> PrepareStats:
+        """``stats.json``; a file of another layout is a :class:`PreparedFolderError` naming it."""
+        path = os.path.join(self.directory, STATS_FILE)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        try:
+            return PrepareStats.from_text(text, where=path)
+        except ConfigError as e:
+            raise PreparedFolderError(f"{e} Prepare the folder again with this version.") from None
+
+    def prepare_config(self) -> Optional[PrepareConfig]:
+        """``prepare_config.json``: what the folder was made from (``None`` for folders prepared before it
+        was written)."""
+        path = os.path.join(self.directory, PREPARE_CONFIG_FILE)
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        try:
+            return PrepareConfig.from_text(text, where=path)
+        except (ConfigError, ValueError) as e:
+            raise PreparedFolderError(f"{path}: {e}") from None
 
     def item_vocabulary(self) -> list[str]:
         with open(os.path.join(self.directory, ITEMS_VOCAB), encoding="utf-8") as f:

@@ -43,14 +43,11 @@ def build_model(config: ModelConfig, data: PreparedData,
     catalog = ItemCatalog.from_prepared(data, max_title_tokens=config.max_title_tokens,
                                         max_categories=config.max_categories,
                                         text_vocabulary_size=config.text_vocabulary_size)
-    thresholds = data.stats().get("thresholds", {})
-    if "cold_start_max_history" not in thresholds:
-        raise ValueError(f"{data.directory}/stats.json has no thresholds.cold_start_max_history; "
-                         "re-run `tfrs-selreg prepare`.")
+    thresholds = data.stats().thresholds
     regularizer = regularizer_lib.SelectiveRegularizer(
         (regularizer_config or regularizer_lib.RegularizerConfig(gate="none")).for_backbone(config.backbone),
         item_popularity=catalog.popularity, long_tail=catalog.long_tail,
-        cold_start_max_history=int(thresholds["cold_start_max_history"]), name="selective_regularizer")
+        cold_start_max_history=thresholds.cold_start_max_history, name="selective_regularizer")
     model = _CLASSES[config.backbone](config, catalog, data.user_vocabulary(), regularizer,
                                       name=config.backbone)
     spec = schema.Schema.load(data.directory)

@@ -81,12 +81,8 @@ def _check_teacher_pairs(config: TrainConfig, data: PreparedData) -> None:
     if gate == "none":
         return
     stats_file = os.path.join(config.prepared, STATS_FILE)
-    try:
-        joined = data.stats()["labels"]
-        teacher, probe = int(joined["joined_teacher_rows"]), int(joined["joined_probe_rows"])
-    except (KeyError, TypeError, ValueError) as e:
-        raise TrainFolderError(f"{stats_file}: no labels.joined_teacher_rows / joined_probe_rows "
-                               f"({type(e).__name__}: {e}); re-run `tfrs-selreg prepare`.") from None
+    joined = data.stats().labels
+    teacher, probe = joined.joined_teacher_rows, joined.joined_probe_rows
     fix = ("score the folder (`tfrs-selreg score --prepared ...`) and join the labels with `tfrs-selreg prepare "
            "--labels LABELS`, or train with --gate none.")
     if teacher == 0:
