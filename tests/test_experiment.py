@@ -442,6 +442,13 @@ def test_experiment_command_end_to_end_and_cached(tmp_path, capsys):
     assert cli.main(argv) == 0  # nothing changed: nothing is recomputed
     out = capsys.readouterr().out
     assert _ran(out) == [] and out.count("done already") == 11
+    # Defaults written out change the argv of prepare, the join and train, not their configs: still nothing.
+    values["prepare_args"]["seed"] = 0
+    values["train_args"]["learning-rate"] = 0.001
+    path.write_text(yaml.safe_dump(values, sort_keys=False))
+    assert cli.main(argv) == 0
+    out = capsys.readouterr().out
+    assert _ran(out) == [] and out.count("done already") == 11
 
     values["methods"][1]["train_args"] = {"learning-rate": 0.01}
     path.write_text(yaml.safe_dump(values, sort_keys=False))
@@ -449,7 +456,7 @@ def test_experiment_command_end_to_end_and_cached(tmp_path, capsys):
     assert cli.main(argv) == 0  # one method changed: only its runs are recomputed
     out = capsys.readouterr().out
     assert _ran(out) == [f"{verb} two_tower reliability seed {s}" for s in (0, 1) for verb in ("train", "evaluate")]
-    assert "redo: command changed" in out
+    assert "redo: config changed: learning_rate (config.json)" in out
     assert json.loads((root / "train" / "two_tower-none-seed0" / "stage-train.json").read_text())["stamp"] == stamp
     assert "learning-rate 0.01" in (root / "results.md").read_text()
 

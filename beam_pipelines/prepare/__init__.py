@@ -21,8 +21,8 @@ Stages (every statistic comes from the training split only):
 """
 
 import tfrs_selreg  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from beam_pipelines.prepare.launcher import STAGING_SUFFIX, main, run
+from beam_pipelines.prepare.launcher import STAGING_SUFFIX, main, resolve_config, run
 from beam_pipelines.prepare.options import PrepareError, PrepareOptions
 from beam_pipelines.prepare.pipeline import build_pipeline
 
-__all__ = ["STAGING_SUFFIX", "PrepareError", "PrepareOptions", "build_pipeline", "main", "run"]
+__all__ = ["STAGING_SUFFIX", "PrepareError", "PrepareOptions", "build_pipeline", "main", "resolve_config", "run"]

@@ -55,5 +55,12 @@ def run_command(command: str, argv: list[str]) -> int:
     return int(importlib.import_module(COMMANDS[command][0]).main(argv) or 0)
 
 
+def resolve_config(command: str, argv: list[str]) -> Optional[dict]:
+    """The config that subcommand ``command`` would write for ``argv`` (its module's ``resolve_config``), or
+    ``None`` for a command without one (the stages' ``ConfigResolver``)."""
+    resolve = getattr(importlib.import_module(COMMANDS[command][0]), "resolve_config", None)
+    return None if resolve is None else resolve(argv)
+
+
 if __name__ == "__main__":
     sys.exit(main())

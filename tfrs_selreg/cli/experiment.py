@@ -51,9 +51,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     # The tables do not depend on these flags: the recorded command is the one that reproduces them.
     command = shlex.join(["tfrs-selreg", "experiment", *(a for a in argv if a not in ("--only-aggregate", "--force"))])
     start = time.perf_counter()
-    from tfrs_selreg.cli import run_command
+    from tfrs_selreg.cli import resolve_config, run_command
 
-    experiment = Experiment(config, run_command, force=args.force)
+    experiment = Experiment(config, run_command, force=args.force, resolve=resolve_config)
     if not args.only_aggregate:
         print(f"[run] experiment {config.name}: {len(experiment.runs)} runs, {len(experiment.stages)} stages "
               f"under {config.root}", flush=True)

@@ -25,7 +25,7 @@ from tfrs_selreg.experiment import run as run_lib
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    from tfrs_selreg.cli import run_command
+    from tfrs_selreg.cli import resolve_config, run_command
     from tfrs_selreg.report import write_report
 
     p = argparse.ArgumentParser(prog="tfrs-selreg run", description=__doc__.split("\n\n")[0])
@@ -41,7 +41,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"tfrs-selreg run: {e}", file=sys.stderr)
         return 2
     start = time.perf_counter()
-    flow = run_lib.plan(config, run_command, force=args.force)
+    flow = run_lib.plan(config, run_command, force=args.force, resolve=resolve_config)
     try:
         flow.run()
     except RuntimeError as e:

@@ -15,10 +15,9 @@ import dataclasses
 import os
 from typing import Any, Optional
 
-import yaml
-
+from tfrs_selreg import typed_config
 from tfrs_selreg.experiment.config import ExperimentConfig, MethodConfig
-from tfrs_selreg.experiment.stages import CommandRunner
+from tfrs_selreg.experiment.stages import CommandRunner, ConfigResolver
 from tfrs_selreg.experiment.workflow import Experiment, ExportSpec
 from tfrs_selreg.regularizer import GATE_MODES
 
@@ -74,24 +73,10 @@ class RunConfig:
 
 
 def load_config(path: Optional[str], overrides: dict[str, Any]) -> RunConfig:
-    values: dict[str, Any] = {}
-    if path:
-        with open(path, encoding="utf-8") as f:
-            try:
-                values = yaml.safe_load(f) or {}
-            except yaml.YAMLError as e:
-                raise ValueError(f"{path} is not valid YAML: {' '.join(str(e).split())}") from None
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of RunConfig fields")
+    """Defaults, then the file at ``path`` (YAML/JSON), then the ``overrides`` that are not ``None``."""
+    values = typed_config.load_file(path) if path else {}
     values.update({k: v for k, v in overrides.items() if v is not None})
-    fields = {f.name for f in dataclasses.fields(RunConfig)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ValueError(f"{path or 'run config'}: unknown field(s) {unknown}; known: {sorted(fields)}")
-    for key in ("gates", "seeds", "beam_args"):
-        if key in values:
-            values[key] = tuple(values[key])
-    return RunConfig(**values)
+    return typed_config.from_dict(RunConfig, values, where=path or "run config")
 
 
 def to_experiment(config: RunConfig) -> ExperimentConfig:
@@ -104,11 +89,12 @@ def to_experiment(config: RunConfig) -> ExperimentConfig:
         methods=tuple(MethodConfig(name=gate, gate=gate, seeds=tuple(config.seeds)) for gate in config.gates))
 
 
-def plan(config: RunConfig, command: CommandRunner, force: bool = False) -> Experiment:
+def plan(config: RunConfig, command: CommandRunner, force: bool = False,
+         resolve: ConfigResolver | None = None) -> Experiment:
     """The run's stages (see the module docstring), ready to ``run()``."""
     export = (ExportSpec(config.export_gate, config.model_name or config.name, config.saved_models)
               if config.export_gate else None)
-    return Experiment(to_experiment(config), command, force=force, export=export)
+    return Experiment(to_experiment(config), command, force=force, export=export, resolve=resolve)
 
 
 def outputs(experiment: Experiment) -> dict[str, Any]:

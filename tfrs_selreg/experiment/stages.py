@@ -8,10 +8,14 @@ outputs (in the folder of its *done file*, the file the stage writes last) it le
      "inputs": {"<upstream record path>": "<its stamp>", ...}, "produced": <done file mtime>,
      "seconds": <wall time>}
 
-A stage is skipped only when its done file exists and its record says ``done`` with the same argv and
-the same stamps of the stages it reads from. A changed command therefore redoes the stage, and a
-redone stage (a new stamp) redoes every stage downstream of it, in this invocation or a later one; a
-done file without a record is redone too.
+A stage is skipped only when its done file exists, its record says ``done``, the command is the same
+and the stamps of the stages it reads from are the same. "The same command" compares configs where the
+stage has one: a stage with a ``config_file`` (``prepare_config.json`` of a prepared folder, a run's
+``config.json``) is the same when the config its argv resolves to (the ``ConfigResolver``) equals that
+file, so a reordered argv, a default written out, a Beam runner flag or an unchanged ``--config`` file
+redo nothing, while an edited ``--config`` file does; other stages compare argv. A redone stage (a new
+stamp) redoes every stage downstream of it, in this invocation or a later one; a done file without a
+record is redone too.
 """
 
 from __future__ import annotations
@@ -24,8 +28,12 @@ import time
 import uuid
 from typing import Any, Callable, Optional, Sequence
 
+from tfrs_selreg.typed_config import changed_fields
+
 # (command, argv) -> exit code: how a stage runs a ``tfrs-selreg`` subcommand (the CLI passes its dispatch).
 CommandRunner = Callable[[str, list[str]], int]
+# (command, argv) -> the config the subcommand would write for argv, or None where it has none.
+ConfigResolver = Callable[[str, list[str]], Optional[dict]]
 
 RECORD_PREFIX = "stage-"
 STATUS_RUNNING = "running"
@@ -47,6 +55,7 @@ class Stage:
       on_done: called after the stage ran successfully (e.g. to write a marker that is the done file).
       record: the record's name when one folder holds several stages of the same command (default:
         ``command``), e.g. the evaluations of two splits of one run.
+      config_file: the output holding the resolved config the stage ran with (compared instead of argv).
     """
 
     title: str
@@ -57,6 +66,7 @@ class Stage:
     after: Sequence["Stage"] = ()
     on_done: Optional[Callable[[], None]] = None
     record: Optional[str] = None
+    config_file: Optional[str] = None
 
     @property
     def record_path(self) -> str:
@@ -93,11 +103,13 @@ class StageRunner:
     Args:
       force: run every stage, whatever its record says.
       prefix: the progress line prefix.
+      resolve: the configs of stages with a ``config_file`` (``None``: compare argv everywhere).
     """
 
-    def __init__(self, force: bool = False, prefix: str = "[run]"):
+    def __init__(self, force: bool = False, prefix: str = "[run]", resolve: Optional[ConfigResolver] = None):
         self.force = force
         self.prefix = prefix
+        self.resolve = resolve
         self.commands: list[str] = []
         self.timings: dict[str, float] = {}
         self.ran: list[str] = []
@@ -121,13 +133,31 @@ class StageRunner:
             return "no stage record"
         if record.get("status") != STATUS_DONE:
             return "the last attempt did not finish"
-        if record.get("argv") != list(stage.argv):
+        changed = self._config_changes(stage)
+        if changed:
+            return f"config changed: {', '.join(changed)} ({os.path.basename(stage.config_file or '')})"
+        if changed is None and record.get("argv") != list(stage.argv):
             return f"command changed (was: {shlex.join(['tfrs-selreg', stage.command, *record.get('argv', [])])})"
         inputs = self._inputs(stage)
         changed = [path for path, stamp in inputs.items() if record.get("inputs", {}).get(path) != stamp]
         if changed:
             return "input redone since: " + ", ".join(os.path.dirname(p) for p in changed)
         return None
+
+    def _config_changes(self, stage: Stage) -> Optional[list[str]]:
+        """The fields where the stage's saved config and the one its argv resolves to differ; ``None``
+        when there is nothing to compare (no resolver, no config file, or an argv the command rejects)."""
+        if self.resolve is None or stage.config_file is None or not os.path.exists(stage.config_file):
+            return None
+        try:
+            new = self.resolve(stage.command, list(stage.argv))
+            with open(stage.config_file, encoding="utf-8") as f:
+                saved = json.load(f)
+        except (Exception, SystemExit):  # noqa: BLE001  (argparse exits; the stage will report the error)
+            return None
+        if new is None or not isinstance(saved, dict):
+            return None
+        return changed_fields(saved, new)
 
     def run(self, stage: Stage) -> bool:
         """Runs ``stage`` unless it is done for this argv and inputs; returns whether it ran.

@@ -21,9 +21,10 @@ import json
 import os
 from typing import Callable
 
+from tfrs_selreg.data.prepare_config import PREPARE_CONFIG_FILE
 from tfrs_selreg.experiment import results
 from tfrs_selreg.experiment.config import ExperimentConfig, MethodConfig
-from tfrs_selreg.experiment.stages import CommandRunner, Stage, StageRunner, flags
+from tfrs_selreg.experiment.stages import CommandRunner, ConfigResolver, Stage, StageRunner, flags
 
 EXPORT_MARKER = "exported.json"
 
@@ -58,13 +59,14 @@ class Experiment:
       command: runs a ``tfrs-selreg`` subcommand: ``command(name, argv) -> exit code``.
       force: redo every stage.
       export: an export stage after the training runs (``tfrs-selreg run``).
+      resolve: the configs that prepare and train stages are compared by (the CLI's; ``None``: argv).
     """
 
     def __init__(self, config: ExperimentConfig, command: CommandRunner, force: bool = False,
-                 export: ExportSpec | None = None):
+                 export: ExportSpec | None = None, resolve: ConfigResolver | None = None):
         self.config = config
         self.command = command
-        self.runner = StageRunner(force=force, prefix="[run]")
+        self.runner = StageRunner(force=force, prefix="[run]", resolve=resolve)
         self.data_stages, self.runs = self._plan()
         self.export = export
         self.export_stage = self._export_stage(export) if export else None
@@ -86,7 +88,8 @@ class Experiment:
         beam = list(c.beam_args)
         base = os.path.join(c.root, "prepared-base")
         prepare_base = Stage("prepare", "prepare", data_args + ["--output", base] + flags(c.prepare_args) + beam,
-                             os.path.join(base, "schema.json"), self._call("prepare"))
+                             os.path.join(base, "schema.json"), self._call("prepare"),
+                             config_file=os.path.join(base, PREPARE_CONFIG_FILE))
         data_stages = [prepare_base]
         joins = {}
         for teacher in c.teachers():
@@ -98,7 +101,8 @@ class Experiment:
                            os.path.join(labels, "manifest.json"), self._call("score"), after=[prepare_base])
             joins[teacher] = Stage(f"join labels{suffix}", "prepare",
                                    data_args + ["--output", joined, "--labels", labels] + flags(c.prepare_args) + beam,
-                                   os.path.join(joined, "schema.json"), self._call("prepare"), after=[scored])
+                                   os.path.join(joined, "schema.json"), self._call("prepare"), after=[scored],
+                                   config_file=os.path.join(joined, PREPARE_CONFIG_FILE))
             data_stages += [scored, joins[teacher]]
         runs = []
         for backbone in c.backbones:
@@ -119,7 +123,7 @@ class Experiment:
                                 # A redone stage replaces the run its folder holds (a killed run of the same
                                 # argv is still resumed); --overwrite is not part of the recorded argv.
                                 os.path.join(run_dir, "run.json"), self._call("train", "--overwrite"),
-                                after=[joins[teacher]])
+                                after=[joins[teacher]], config_file=os.path.join(run_dir, "config.json"))
                     evaluate = Stage(f"evaluate {title}", "evaluate", ["--run", run_dir, "--split", c.split],
                                      os.path.join(run_dir, results.metrics_file(c.split)), self._call("evaluate"),
                                      after=[fit], record=None if c.split == "test" else f"evaluate-{c.split}")

@@ -263,6 +263,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return config_lib.resolve(args.config, overrides)
 
 
+def resolve_config(argv: list[str]) -> dict:
+    """The ``config.json`` that ``argv`` would write (a cached stage compares it with the saved one)."""
+    return json.loads(json.dumps(config_from_args(_parser().parse_args(argv)).to_json()))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
