@@ -21,10 +21,10 @@ from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.evaluation import evaluate, top_k
 from tfrs_selreg.evaluation.ranking import SEGMENTS, RankingEvaluator
+from tfrs_selreg.experiment.report import REPORT_METRICS, write_report
 from tfrs_selreg.experiment.run import RunConfig
 from tfrs_selreg.plots import GATE_COLOURS
 from tfrs_selreg.regularizer import GATE_MODES
-from tfrs_selreg.report import REPORT_METRICS, write_report
 from tfrs_selreg.runs import config as config_lib
 from tfrs_selreg.runs import folder as run_lib
 from tfrs_selreg.training.train import train
@@ -89,8 +89,9 @@ def test_metrics_in_the_report_are_those_of_metrics_json(report):
     with open(os.path.join(outputs["runs"][("none", 0)], "metrics.json")) as f:
         probes = json.load(f)["diagnostics"]["probe_accuracy"]
     assert f"| overall | {probes['overall']['accuracy']:.4f} | {probes['overall']['probes']} |" in text
-    # Two seeds per gate: a mean ± s.d. table; the manifest's teacher is named.
-    assert "| reliability | 2 |" in text and "Teacher `popularity` (model `log-popularity`)" in text
+    # Two seeds per gate: results.md's mean ± s.d. and paired tables; the manifest's teacher is named.
+    assert "| reliability | 0, 1 | " in text and "| vs none | metric | Δ |" in text
+    assert "#### cold_start" in text and "Teacher `popularity` (model `log-popularity`)" in text
 
 
 def _top_k_tables(text):

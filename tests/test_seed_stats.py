@@ -1,10 +1,10 @@
-"""One statistics helper over seeds: the experiment tables, the run report and the plots agree."""
+"""One statistics helper over seeds: the experiment tables (also the run report's) and the plots agree."""
 
 import math
 
 import pytest
 
-from tfrs_selreg.report import REPORT_METRICS, SEGMENTS, seed_summary_table
+from tfrs_selreg.experiment import results
 from tfrs_selreg.seed_stats import mean_std
 
 
@@ -16,9 +16,12 @@ def test_mean_and_sample_std_of_the_finite_values():
     assert n == 0 and math.isnan(mean) and math.isnan(std)
 
 
-def test_the_report_shows_no_spread_for_one_seed():
-    metrics = {s: {m: 0.5 for m in REPORT_METRICS} for s in SEGMENTS}
-    one, two = seed_summary_table({("none", 0): metrics}), seed_summary_table({("none", 0): metrics,
-                                                                                ("none", 1): metrics})
-    assert "0.5000 |" in one[2] and "±" not in one[2]
-    assert "0.5000 ± 0.0000" in two[2]
+def test_the_tables_show_no_spread_for_one_seed():
+    metrics = {s: {"auc": 0.5, "users": 3} for s in results.SEGMENTS}
+    runs = [results.RunOutput("b", "none", seed, metrics) for seed in (0, 1)]
+    one = results.to_markdown(results.aggregate(runs[:1], dataset="d", baseline="none", gates={"none": "none"},
+                                                metrics=("auc",)))
+    two = results.to_markdown(results.aggregate(runs, dataset="d", baseline="none", gates={"none": "none"},
+                                                metrics=("auc",)))
+    assert "| none | 0 | 0.5000 |" in one and "±" not in one
+    assert "| none | 0, 1 | 0.5000 ± 0.0000 |" in two

@@ -26,7 +26,7 @@ from tfrs_selreg.experiment import run as run_lib
 
 def main(argv: Optional[list[str]] = None) -> int:
     from tfrs_selreg.cli import resolve_config, run_command
-    from tfrs_selreg.report import write_report
+    from tfrs_selreg.experiment.report import write_report
 
     p = argparse.ArgumentParser(prog="tfrs-selreg run", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", help="YAML/JSON file of RunConfig fields (default: ml-latest-small settings)")

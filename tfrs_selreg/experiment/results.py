@@ -265,21 +265,22 @@ def _cell(row: Row) -> str:
     return _num(row.mean) + (f" ± {_num(row.std)}" if math.isfinite(row.std) else "")
 
 
-def to_markdown(rows: Sequence[Row], header: Sequence[str] = ()) -> str:
+def to_markdown(rows: Sequence[Row], header: Sequence[str] = (), level: int = 2) -> str:
     """Tables by backbone and segment: mean ± std per method and metric, then each method against the
     baseline (difference, relative difference, p of the paired t-test over seeds, p of the per-user
-    Wilcoxon test and its number of pairs)."""
+    Wilcoxon test and its number of pairs). Backbones get headings of ``level``, segments one below."""
     lines = list(header)
+    h = "#" * level
     backbones = list(dict.fromkeys(r.backbone for r in rows))
     for backbone in backbones:
-        lines += ["", f"## {backbone}"]
+        lines += ["", f"{h} {backbone}"]
         for segment in dict.fromkeys(r.segment for r in rows if r.backbone == backbone):
             cells = [r for r in rows if r.backbone == backbone and r.segment == segment]
             methods = list(dict.fromkeys(r.method for r in cells))
             metrics = list(dict.fromkeys(r.metric for r in cells))
             users = {r.users for r in cells if r.users is not None}
             size = f" ({max(users):,} users)" if users else ""
-            lines += ["", f"### {segment}{size}", ""]
+            lines += ["", f"{h}# {segment}{size}", ""]
             lines.append("| method | seeds | " + " | ".join(LABELS.get(m, m) for m in metrics) + " |")
             lines.append("|---|---|" + "---:|" * len(metrics))
             for method in methods:

@@ -17,6 +17,7 @@ from typing import Any, Optional
 
 from tfrs_selreg.data.prepare_stats import PrepareStats
 from tfrs_selreg.data.prepared import PreparedData
+from tfrs_selreg.experiment import results
 
 SEGMENTS = ("overall", "cold_start", "long_tail")
 REPORT_METRICS = ("auc", "recall@20", "ndcg@20")
@@ -50,24 +51,6 @@ def metrics_table(rows: dict[str, dict]) -> list[str]:
     for name, metrics in rows.items():
         cells = [name] + [_fmt(metrics[s].get(m)) for s in SEGMENTS for m in REPORT_METRICS]
         cells += [f"{metrics[s]['users']}/{metrics[s]['items']}" for s in SEGMENTS]
-        lines.append("| " + " | ".join(cells) + " |")
-    return lines
-
-
-def seed_summary_table(metrics: dict[tuple[str, int], dict]) -> list[str]:
-    """Markdown table of mean ± sample s.d. over seeds, one row per gate (the bars of the metrics plot)."""
-    from tfrs_selreg.seed_stats import mean_std
-
-    gates = list(dict.fromkeys(gate for gate, _ in metrics))
-    header = ["gate", "seeds"] + [f"{s} {m}" for s in SEGMENTS for m in REPORT_METRICS]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for gate in gates:
-        runs = [m for (g, _), m in metrics.items() if g == gate]
-        cells = [gate, str(len(runs))]
-        for s in SEGMENTS:
-            for m in REPORT_METRICS:
-                mean, std, n = mean_std([r[s].get(m) for r in runs])
-                cells.append("-" if not n else f"{mean:.4f}" + (f" ± {std:.4f}" if n > 1 else ""))
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 
@@ -126,14 +109,21 @@ def write_report(config, commands: list[str], outputs: dict[str, Any]) -> str:
             best_epochs[(gate, seed)] = best
     manifest = _read_json(os.path.join(outputs["labels"], "manifest.json"), {})
     stats = PreparedData(outputs["prepared"]).stats()
-    several_seeds = len(metrics) > len({gate for gate, _ in metrics})
 
     lines = [f"# Run `{config.name}`: {config.dataset}, backbone `{config.backbone}`, teacher `{config.teacher}`",
              "", _data_line(stats), "",
              "## Test metrics (full ranking; training and validation items excluded)", ""]
     lines += metrics_table(rows) + [""]
-    if several_seeds:
-        lines += ["Mean ± sample standard deviation over seeds:", ""] + seed_summary_table(metrics) + [""]
+    # The comparison over seeds is results.md's, written by the same code as for an experiment.
+    compared = [results.load_run(run_dir, config.backbone, gate, seed, "test")
+                for (gate, seed), run_dir in outputs["runs"].items()]
+    baseline = "none" if "none" in config.gates else config.gates[0]
+    table = results.to_markdown(results.aggregate(compared, dataset=config.dataset, baseline=baseline,
+                                                  gates={g: g for g in config.gates},
+                                                  teachers={g: config.teacher for g in config.gates}),
+                                level=3)
+    lines += [f"Mean ± sample standard deviation over seeds, and each gate against `{baseline}` (as in an "
+              "experiment's results.md):", table]
     lines += _image(root, plots.segment_metrics(metrics, plots_dir), "Test metrics by segment and gate")
 
     lines += ["## Teacher and gate", ""]
