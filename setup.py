@@ -18,8 +18,9 @@ REQUIRED = [
     "matplotlib",
     "tensorboard==2.21.0",
     "pyyaml",
-    "requests",
     "scipy",
+    # The teachers' HTTP retries: Retry's retry_after_max is recent.
+    "urllib3>=2.6,<3",
 ]
 
 EXTRAS = {
@@ -36,6 +37,7 @@ EXTRAS = {
     ],
     "dev": [
         "pytest",
+        "requests",  # the llama.cpp server fixture
         "pytest-timeout",
         "ruff",
     ],

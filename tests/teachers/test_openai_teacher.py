@@ -337,15 +337,22 @@ def test_registry_and_pickling():
         base.create("openai", mode="pointwise")
 
 
-def test_backoff_and_retry_after():
-    rng = random.Random(0)
-    delays = [openai_teacher.backoff_delay(k, base_delay=1.0, max_delay=5.0, retry_after=None, rng=rng)
-              for k in (1, 2, 3, 4)]
-    assert 0.5 <= delays[0] <= 1 and 1 <= delays[1] <= 2 and 2 <= delays[2] <= 4 and 2.5 <= delays[3] <= 5
-    assert openai_teacher.backoff_delay(1, base_delay=1.0, max_delay=5.0, retry_after=30.0, rng=rng) == 5.0
-    assert openai_teacher.retry_after_seconds("2.5") == 2.5
-    assert openai_teacher.retry_after_seconds("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
-    assert openai_teacher.retry_after_seconds("soon") is None
+def test_backoff_and_retry_after_are_urllib3s_capped_at_backoff_max():
+    from urllib3.response import HTTPResponse
+
+    from tfrs_selreg.teachers import http_retry
+
+    retry = http_retry.retry_policy(max_retries=5, backoff_base=1.0, backoff_max=5.0)
+    waits = []
+    for _ in range(4):
+        retry = retry.increment("POST", "/v1/chat/completions", response=HTTPResponse(status=500))
+        waits.append(retry.get_backoff_time())
+    assert waits[0] == 0 and 2 <= waits[1] <= 3 and 4 <= waits[2] <= 5 and waits[3] == 5
+    assert retry.is_exhausted() is False
+    assert retry.get_retry_after(HTTPResponse(status=429, headers={"Retry-After": "30"})) == 5.0
+    past = "Wed, 21 Oct 2015 07:28:00 GMT"
+    assert retry.get_retry_after(HTTPResponse(status=429, headers={"Retry-After": past})) == 0
+    assert retry.get_retry_after(HTTPResponse(status=429, headers={"Retry-After": "2.5"})) is None  # not RFC 9110
 
 
 # ---------------------------------------------------------------------------------------------

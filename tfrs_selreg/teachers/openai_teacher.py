@@ -13,16 +13,17 @@ requests go to ``{base_url}/chat/completions``. Two modes (prompts and rules in 
   without log-probabilities in the answer, the answer letters are used as smoothed votes
   (:func:`prompts.vote_pref`).
 
-**API key.** Read from the environment variable named by ``api_key_env`` (``OPENAI_API_KEY``) when a
-request is sent and sent only as ``Authorization: Bearer``; it lives only in the worker threads' HTTP
-sessions, which are never pickled, and any text this module keeps or logs (raw answers, error bodies,
-messages) has it replaced by ``[REDACTED]``. A missing key is an error unless ``api_key_env=""`` (a
+**API key.** Read from the environment variable named by ``api_key_env`` (``OPENAI_API_KEY``) for each
+call and sent only as ``Authorization: Bearer``; the teacher never stores it (so it is never pickled),
+and any text this module keeps or logs (raw answers, error bodies, messages) has it replaced by
+``[REDACTED]``. A missing key is an error unless ``api_key_env=""`` (a
 server that needs none) or ``base_url`` is a loopback address (``localhost``, ``127.0.0.0/8``,
 ``::1``): then no header is sent.
 
 **Failures.** Each call is retried on HTTP 429, HTTP 5xx, timeouts and connection errors, at most
-``max_retries`` times, after a back-off (:func:`backoff_delay`) that honours ``Retry-After``; then the
-request fails with ``http_429``, ``http_5xx``, ``timeout`` or ``connection_error``. Other HTTP errors
+``max_retries`` times, by ``urllib3.Retry`` with its back-off, honouring ``Retry-After``
+(:mod:`.http_retry`); then the request fails with ``http_429``, ``http_5xx``, ``timeout`` or
+``connection_error``. Other HTTP errors
 (``http_4xx``, e.g. a bad key or model name) and malformed answers are not retried: the answer would
 be the same. A request fails as a whole when any of its calls fails, so a failed request has no rows
 and can be scored again later; ``raw`` keeps what the server said. ``model_calls`` counts every HTTP
@@ -34,28 +35,24 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
-import contextlib
 import dataclasses
-import datetime
-import email.utils
 import ipaddress
 import json
 import logging
 import math
 import os
-import random
-import socket
-import threading
-import time
 import urllib.parse
 from collections.abc import Sequence
 
-import requests
-import requests.adapters
-import urllib3
-
 from tfrs_selreg.data import labels
-from tfrs_selreg.teachers import base, prompts
+from tfrs_selreg.teachers import base, http_retry, prompts
+from tfrs_selreg.teachers.http_retry import (  # noqa: F401  (the failure reasons of this teacher)
+    FAIL_CONNECTION_ERROR,
+    FAIL_HTTP_4XX,
+    FAIL_HTTP_5XX,
+    FAIL_HTTP_429,
+    FAIL_TIMEOUT,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -77,11 +74,6 @@ class _RedactKeys(logging.Filter):
 _REDACT = _RedactKeys()
 logger.addFilter(_REDACT)
 
-FAIL_HTTP_429 = "http_429"
-FAIL_HTTP_5XX = "http_5xx"
-FAIL_HTTP_4XX = "http_4xx"
-FAIL_TIMEOUT = "timeout"
-FAIL_CONNECTION_ERROR = "connection_error"
 FAIL_INVALID_RESPONSE = "invalid_response"
 
 RESPONSE_FORMATS = ("json_schema", "json_object_schema", "json_object", "none")
@@ -103,7 +95,8 @@ class OpenAIConfig:
       timeout: the deadline of one attempt, in seconds: connecting, sending and reading the whole
         answer (a server that trickles its answer is cut off there, not only a silent one).
       max_retries: retries of one call after a 429, 5xx, timeout or connection error.
-      backoff_base: first back-off in seconds; doubles with every retry (see :func:`backoff_delay`).
+      backoff_base: urllib3's back-off factor: waits of ``backoff_base * 2 ** (n - 1)`` from the second
+        retry on, plus up to ``backoff_base`` of jitter (:mod:`.http_retry`).
       backoff_max: longest wait between attempts, ``Retry-After`` included.
       temperature: sampling temperature of the model (0: its most likely answer).
       response_format: how the listwise JSON is requested: one of ``RESPONSE_FORMATS``.
@@ -155,37 +148,6 @@ def is_loopback(base_url: str) -> bool:
         return False
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """Seconds asked by a ``Retry-After`` header (delta-seconds or an HTTP date), or ``None``."""
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=datetime.UTC)
-    return max(0.0, (when - datetime.datetime.now(datetime.UTC)).total_seconds())
-
-
-def backoff_delay(retry: int, *, base_delay: float, max_delay: float, retry_after: float | None,
-                  rng: random.Random) -> float:
-    """Seconds to wait before retry number ``retry`` (1, 2, ...).
-
-    The server's ``Retry-After`` when it sent one; otherwise exponential back-off with equal jitter,
-    ``d = base_delay * 2 ** (retry - 1)`` and a wait drawn from ``U(d / 2, d)``. Never more than
-    ``max_delay``.
-    """
-    if retry_after is not None:
-        return min(max_delay, retry_after)
-    d = min(max_delay, base_delay * 2 ** (retry - 1))
-    return rng.uniform(d / 2, d)
-
-
 @dataclasses.dataclass
 class _Reply:
     """One call's outcome after its retries: the first choice of the answer, or a failure."""
@@ -214,8 +176,7 @@ class OpenAITeacher(base.Teacher):
                 f"environment variable {config.api_key_env} is not set: export the API key of "
                 f"{config.base_url} in it, or pass api_key_env='' for a server that needs no key")
         self.stats: collections.Counter = collections.Counter()
-        self._rng = random.Random()
-        self._local = threading.local()
+        self._http: http_retry.JsonPoster | None = None
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
 
     @property
@@ -237,15 +198,10 @@ class OpenAITeacher(base.Teacher):
             self._executor = None
 
     def __getstate__(self) -> dict:
-        # Threads, sessions and locks do not pickle; workers create their own in setup().
+        # Threads and connection pools do not pickle; workers create their own when they first send.
         state = dict(self.__dict__)
-        state.update(_executor=None, _local=None, _rng=None)
+        state.update(_executor=None, _http=None)
         return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self._local = threading.local()
-        self._rng = random.Random()
 
     def score_batch(self, requests: Sequence[base.ScoringRequest]) -> list[base.ScoringResult]:
         """Sends every call of the batch, ``concurrency`` at a time; one result per request, in order.
@@ -372,122 +328,29 @@ class OpenAITeacher(base.Teacher):
         key = self._api_key()
         return text.replace(key, REDACTED) if text and key else text
 
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = requests.Session()
-            adapter = _DeadlineAdapter()
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            key = self._api_key()
-            if key:
-                session.headers["Authorization"] = f"Bearer {key}"
-            self._local.session = session
-        return session
+    def _poster(self) -> http_retry.JsonPoster:
+        if self._http is None:
+            c = self.config
+            self._http = http_retry.JsonPoster(self.url, timeout=c.timeout, max_retries=c.max_retries,
+                                               backoff_base=c.backoff_base, backoff_max=c.backoff_max,
+                                               concurrency=c.concurrency, max_raw_chars=MAX_RAW_CHARS)
+        return self._http
 
     def _complete(self, payload: dict, user_id: str) -> _Reply:
-        """Posts one chat completion with retries; never raises for HTTP or network trouble."""
-        c = self.config
-        reply = _Reply(attempts=0)
-        while True:
-            reply.attempts += 1
-            retry_after = None
-            try:
-                with _deadline(c.timeout) as expired:
-                    response = self._session().post(self.url, json=payload, timeout=c.timeout)
-            except requests.Timeout as e:
-                reply.failure, reply.raw = FAIL_TIMEOUT, f"{type(e).__name__}: {e}"
-            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as e:
-                if expired.is_set():
-                    reply.failure, reply.raw = FAIL_TIMEOUT, f"no complete answer within {c.timeout} s"
-                else:
-                    reply.failure, reply.raw = FAIL_CONNECTION_ERROR, f"{type(e).__name__}: {e}"
-            else:
-                reply.raw = response.text[:MAX_RAW_CHARS]
-                if response.status_code == 200:
-                    return _answered(reply, response)
-                if response.status_code == 429:
-                    reply.failure = FAIL_HTTP_429
-                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-                elif response.status_code >= 500:
-                    reply.failure = FAIL_HTTP_5XX
-                else:
-                    reply.failure = FAIL_HTTP_4XX
-                    break
-            if reply.attempts > c.max_retries:
-                break
-            delay = backoff_delay(reply.attempts, base_delay=c.backoff_base, max_delay=c.backoff_max,
-                                  retry_after=retry_after, rng=self._rng)
-            logger.info("openai teacher: %s for user %s, retry %d of %d in %.2f s", reply.failure, user_id,
-                        reply.attempts, c.max_retries, delay)
-            time.sleep(delay)
-        reply.raw = self._redact(reply.raw)
-        return reply
+        """Posts one chat completion with retries (:mod:`.http_retry`); never raises for HTTP or network trouble."""
+        key = self._api_key()
+        sent = self._poster().post(payload, {"Authorization": f"Bearer {key}"} if key else {})
+        reply = _Reply(attempts=sent.attempts, failure=sent.failure, raw=self._redact(sent.raw))
+        if sent.attempts > 1:
+            logger.info("openai teacher: user %s needed %d attempts (%s)", user_id, sent.attempts,
+                        sent.failure or "answered")
+        return reply if sent.body is None else _answered(reply, sent.body)
 
 
-# The connection a thread's request is using, so that its deadline can cut it from another thread.
-_IN_FLIGHT = threading.local()
-
-
-class _TrackedPoolMixin:
-    def _get_conn(self, timeout=None):
-        conn = super()._get_conn(timeout)
-        holder = getattr(_IN_FLIGHT, "holder", None)
-        if holder is not None:
-            holder["conn"] = conn
-        return conn
-
-
-class _TrackedHTTPPool(_TrackedPoolMixin, urllib3.HTTPConnectionPool):
-    pass
-
-
-class _TrackedHTTPSPool(_TrackedPoolMixin, urllib3.HTTPSConnectionPool):
-    pass
-
-
-class _DeadlineAdapter(requests.adapters.HTTPAdapter):
-    """``requests``' adapter whose pools report the connection in use to :func:`_deadline`."""
-
-    def init_poolmanager(self, *args, **kwargs) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool, "https": _TrackedHTTPSPool}
-
-
-@contextlib.contextmanager
-def _deadline(seconds: float):
-    """Shuts the socket of this thread's request down after ``seconds``; yields the event set when it did.
-
-    ``requests``' timeout bounds each socket read, so a server sending a byte every half second never
-    trips it; this bounds the whole request (connecting, headers and body).
-    """
-    holder: dict = {}
-    expired = threading.Event()
-
-    def cut() -> None:
-        expired.set()
-        sock = getattr(holder.get("conn"), "sock", None)
-        if sock is not None:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass  # already closed
-
-    timer = threading.Timer(seconds, cut)
-    timer.daemon = True
-    _IN_FLIGHT.holder = holder
-    timer.start()
-    try:
-        yield expired
-    finally:
-        timer.cancel()
-        _IN_FLIGHT.holder = None
-
-
-def _answered(reply: _Reply, response: requests.Response) -> _Reply:
+def _answered(reply: _Reply, data: bytes) -> _Reply:
     """Fills ``reply`` from an HTTP 200 answer; a body without ``choices[0]`` is ``invalid_response``."""
     try:
-        body = response.json()
+        body = json.loads(data)
         reply.choice = body["choices"][0]
         if not isinstance(reply.choice, dict):
             raise TypeError("choices[0] is not an object")
