@@ -1,0 +1,140 @@
+"""Running the scoring job: planning and cache lookup on the driver, the pipeline, the manifest, the CLI."""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from typing import Any, Optional
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
+
+from beam_pipelines.score.options import (
+    DEAD_LETTER_PREFIX,
+    LABELS_PREFIX,
+    STATS_TEMP_FILE,
+    ScoreConfig,
+    ScoreError,
+    ScoreOptions,
+    config_from_options,
+)
+from beam_pipelines.score.pipeline import build_pipeline
+from tfrs_selreg.data import item_embeddings, schema
+from tfrs_selreg.data.prepared import DEAD_LETTER_DIR, PreparedData
+from tfrs_selreg.teachers import candidates as candidates_lib
+from tfrs_selreg.teachers import manifest, registry
+from tfrs_selreg.teachers.cache import ResultCache
+
+
+def _remove_stale_outputs(output: str) -> None:
+    # Outputs are rebuilt in full from the cache; old shards (maybe with another shard count) would
+    # otherwise be read as duplicate labels.
+    patterns = (f"{LABELS_PREFIX}-*.jsonl", os.path.join(DEAD_LETTER_DIR, f"{DEAD_LETTER_PREFIX}-*.jsonl"),
+                os.path.join(item_embeddings.DIR, "*"), STATS_TEMP_FILE, manifest.MANIFEST_FILE)
+    for pattern in patterns:
+        for path in glob.glob(os.path.join(output, pattern)):
+            os.remove(path)
+    # Beam's temporary folders of a killed run hold partial label shards; Beam writes them only there.
+    for folder in glob.glob(os.path.join(output, "**", "beam-temp-*"), recursive=True):
+        if os.path.isdir(folder):
+            shutil.rmtree(folder)
+
+
+def score(config: ScoreConfig, options: Optional[PipelineOptions] = None) -> dict[str, Any]:
+    """Runs the scoring job; returns the manifest it wrote to ``config.output``.
+
+    ``options`` are Beam's pipeline options (runner, workers); the default is the DirectRunner.
+    """
+    start = time.time()
+    options = options or PipelineOptions(["--runner=DirectRunner"])
+    if not options.view_as(StandardOptions).runner:
+        options.view_as(StandardOptions).runner = "DirectRunner"  # Never let Beam pick (Prism download).
+    teacher = registry.create(config.teacher, **config.teacher_options)
+    data = PreparedData(config.prepared)
+    items, users = data.items(), data.users()
+    plans = candidates_lib.plan_prompts(items, users, config.candidates)
+    if not plans:
+        raise ScoreError(f"{config.prepared}: no user has a training item to build a prompt from")
+    catalog = {it.item_id: it for it in items}
+    cache = ResultCache.load(config.resolved_cache_dir)
+    tasks = []
+    for plan in plans:
+        key = teacher.cache_key(candidates_lib.to_request(plan, catalog))
+        tasks.append((key, plan, key in cache))
+    hits = sum(1 for _, _, cached in tasks if cached)
+    if cache.skipped_lines:
+        logging.warning("score: skipped %d incomplete/undecodable cache line(s) in %s (a killed run); "
+                        "their prompts are scored again", cache.skipped_lines, config.resolved_cache_dir)
+    planned_users = {p.user_id for p in plans}
+    logging.info("score: %d prompts for %d users with teacher %s (%d cached, %d to score)",
+                 len(plans), len(planned_users), config.teacher, hits, len(plans) - hits)
+
+    os.makedirs(os.path.join(config.output, DEAD_LETTER_DIR), exist_ok=True)
+    _remove_stale_outputs(config.output)
+    cold = frozenset(u.user_id for u in users if u.cold_start and u.user_id in planned_users)
+    # A teacher that embeds item texts also leaves those embeddings for training (item_embeddings).
+    embeds = callable(getattr(teacher, "item_vectors", None))
+    with beam.Pipeline(options=options) as p:
+        build_pipeline(p, config, tasks, cold, items if embeds else ())
+    if embeds:
+        item_embeddings.write_info(config.output, teacher=teacher.name, model=str(getattr(teacher, "model", "")),
+                                   dim=_embedding_dim(config.output), items=len(items))
+
+    stats_path = os.path.join(config.output, STATS_TEMP_FILE)
+    with open(stats_path, encoding="utf-8") as f:
+        stats = json.load(f)
+    os.remove(stats_path)
+    planned = {
+        "users": len(planned_users),
+        "cold_start_users": len(cold),
+        "teacher_pairs_planned": candidates_lib.pair_count(plans, schema.KIND_TEACHER),
+        "probes_planned": candidates_lib.pair_count(plans, schema.KIND_PROBE),
+        "cache_lines_skipped": cache.skipped_lines,
+    }
+    result = manifest.build_manifest(teacher, stats, planned=planned, config=config.to_json(),
+                                     wall_time_s=time.time() - start)
+    secrets = manifest.secrets_from_env([config.teacher_options.get("api_key_env")])
+    manifest.write_manifest(config.output, result, secrets)
+    return result
+
+
+def _embedding_dim(output: str) -> int:
+    import tensorflow as tf
+
+    path = sorted(tf.io.gfile.glob(os.path.join(item_embeddings.folder(output), "*" + item_embeddings.SUFFIX)))[0]
+    record = next(iter(tf.data.TFRecordDataset(path).take(1))).numpy()
+    return len(tf.train.Example.FromString(record).features.feature[item_embeddings.EMBEDDING].float_list.value)
+
+
+def run(argv: Optional[list[str]] = None, save_main_session: bool = True) -> dict[str, Any]:
+    """Parses flags (job flags and Beam's), runs the job, returns the manifest."""
+    options = ScoreOptions(argv)  # Not PipelineOptions(argv): --help should list the job's flags.
+    options.view_as(SetupOptions).save_main_session = save_main_session
+    return score(config_from_options(options.view_as(ScoreOptions)), options)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """``tfrs-selreg score``: runs the job, prints the manifest summary; 1 when every prompt failed."""
+    root = logging.getLogger()
+    if not root.handlers:  # Importing Beam may already have given the root logger a handler.
+        logging.basicConfig(format="%(asctime)s %(message)s")
+    root.setLevel(logging.INFO)
+    for noisy in ("apache_beam", "absl", "sentence_transformers", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    try:
+        result = run(argv)
+    except (ScoreError, FileNotFoundError, ValueError, ImportError) as e:
+        print(f"tfrs-selreg score: error: {e}", file=sys.stderr)
+        return 1
+    print(manifest.summary(result))
+    counts = result["counts"]
+    if counts["prompts"] and counts["failed_prompts"] == counts["prompts"]:
+        print("tfrs-selreg score: every prompt failed; see dead_letter/ in the output folder",
+              file=sys.stderr)
+        return 1
+    return 0
