@@ -60,3 +60,11 @@ def test_the_library_never_imports_the_beam_jobs():
             modules = ([node.module] if isinstance(node, ast.ImportFrom) and node.module else
                        [a.name for a in node.names] if isinstance(node, ast.Import) else [])
             assert not any(m.split(".")[0] == "beam_pipelines" for m in modules), path
+
+
+def test_no_module_over_400_lines():
+    """Modules split by concept (../shared/docs/conventions.md): none under the library or the jobs is long."""
+    roots = (ROOT, ROOT.parent / "beam_pipelines")
+    long = sorted((str(path.relative_to(ROOT.parent)), n) for root in roots for path in root.rglob("*.py")
+                  if (n := len(path.read_text(encoding="utf-8").splitlines())) > 400)
+    assert not long

@@ -14,9 +14,11 @@ the count of model calls includes each retry.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import socket
 import threading
+import urllib.parse
 
 import urllib3
 from urllib3.exceptions import HTTPError, InvalidHeader, MaxRetryError, NewConnectionError
@@ -29,6 +31,17 @@ FAIL_TIMEOUT = "timeout"
 FAIL_CONNECTION_ERROR = "connection_error"
 
 RETRY_STATUSES = (429, *range(500, 600))
+
+
+def is_loopback(base_url: str) -> bool:
+    """True for ``localhost`` and loopback IP addresses (``127.0.0.0/8``, ``::1``)."""
+    host = urllib.parse.urlsplit(base_url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _Retry(urllib3.Retry):

@@ -36,7 +36,6 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import dataclasses
-import ipaddress
 import json
 import logging
 import math
@@ -137,17 +136,6 @@ class OpenAIConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
 
 
-def is_loopback(base_url: str) -> bool:
-    """True for ``localhost`` and loopback IP addresses (``127.0.0.0/8``, ``::1``)."""
-    host = urllib.parse.urlsplit(base_url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 @dataclasses.dataclass
 class _Reply:
     """One call's outcome after its retries: the first choice of the answer, or a failure."""
@@ -171,7 +159,7 @@ class OpenAITeacher(base.Teacher):
                 if config.mode == prompts.MODE_LISTWISE else {})
         self.template_version = prompts.template_version(config.mode, **rule)
         self.url = config.base_url.rstrip("/") + "/chat/completions"
-        if config.api_key_env and not self._api_key() and not is_loopback(config.base_url):
+        if config.api_key_env and not self._api_key() and not http_retry.is_loopback(config.base_url):
             raise ValueError(
                 f"environment variable {config.api_key_env} is not set: export the API key of "
                 f"{config.base_url} in it, or pass api_key_env='' for a server that needs no key")
