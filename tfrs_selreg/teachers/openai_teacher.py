@@ -137,13 +137,10 @@ class OpenAIConfig:
 
 
 @dataclasses.dataclass
-class _Reply:
+class _Reply(http_retry.Reply):
     """One call's outcome after its retries: the first choice of the answer, or a failure."""
 
-    attempts: int
     choice: dict | None = None
-    failure: str | None = None
-    raw: str | None = None
     tokens_in: int = 0
     tokens_out: int = 0
 
