@@ -30,7 +30,7 @@ import sys
 
 import numpy as np
 
-from tfrs_selreg.data import examples, prepared, schema
+from tfrs_selreg.data import examples, prepared, schema, splitting
 from tfrs_selreg.data.labels import LabelPair
 from tfrs_selreg.data.prepare_stats import LabelJoin, PrepareStats, Thresholds
 
@@ -87,8 +87,8 @@ def make_prepared(
     for seq in sequences.values():
         for item in seq[:-2]:
             popularity[item] += 1
-    tail_items, tail_max_popularity = examples.long_tail_items(popularity, long_tail_fraction)
-    catalog = examples.catalog_order(popularity)
+    tail_items, tail_max_popularity = splitting.long_tail_items(popularity, long_tail_fraction)
+    catalog = splitting.catalog_order(popularity)
     cluster_of = dict(zip(raw_items, item_cluster))
 
     users = []
@@ -158,7 +158,7 @@ def make_prepared(
         writers = [tf.io.TFRecordWriter(os.path.join(directory, f"{split}-{s:05d}-of-{shards:05d}.tfrecord"))
                    for s in range(shards)]
         for user_id, record in rows:
-            writers[examples.shard_of(user_id, shards)].write(record)
+            writers[splitting.shard_of(user_id, shards)].write(record)
         for w in writers:
             w.close()
 

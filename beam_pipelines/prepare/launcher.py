@@ -24,8 +24,7 @@ from beam_pipelines.prepare.options import (
 )
 from beam_pipelines.prepare.pipeline import build_pipeline
 from beam_pipelines.prepare.write import write_text
-from tfrs_selreg.data import examples as ex
-from tfrs_selreg.data import item_embeddings, prepared, readers, schema
+from tfrs_selreg.data import item_embeddings, prepared, readers, schema, splitting
 from tfrs_selreg.data import labels as labels_lib
 from tfrs_selreg.data.prepare_config import DEFAULTS, PREPARE_CONFIG_FILE, PrepareConfig
 from tfrs_selreg.data.prepare_stats import LabelJoin, PrepareStats, Thresholds
@@ -177,7 +176,7 @@ def run(argv: Optional[list[str]] = None) -> PrepareStats:
     reader = readers.get_reader(config.dataset, **reader_options)
     data_dir, labels_path = config.data_dir or "", config.labels
     reader.check(data_dir)
-    if config.split == ex.SPLIT_TEMPORAL and not reader.has_timestamps:
+    if config.split == splitting.SPLIT_TEMPORAL and not reader.has_timestamps:
         raise PrepareError(f"--split temporal needs timestamps, and {config.dataset} data has none; "
                            "use --split leave_last_out")
     label_files: list[str] = []

@@ -9,8 +9,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from beam_pipelines.options import add_flag
 from tfrs_selreg import flags
-from tfrs_selreg.data import examples as ex
-from tfrs_selreg.data import readers
+from tfrs_selreg.data import readers, splitting
 from tfrs_selreg.data.prepare_config import DEFAULTS
 
 REJECTED = "rejected"
@@ -40,7 +39,7 @@ class PrepareOptions(PipelineOptions):
         add_flag(parser, "--tfds-data-dir", dest="tfds_data_dir", default=None,
                  help="TFDS data dir holding the prepared dataset (no download)")
         add_flag(parser, "--output", help="output folder, local or gs:// (required)")
-        add_flag(parser, "--split", default=d["split"], choices=ex.SPLIT_MODES)
+        add_flag(parser, "--split", default=d["split"], choices=splitting.SPLIT_MODES)
         add_flag(parser, "--temporal-val-fraction", dest="temporal_val_fraction",
                  type=flags.number(0.0, below=1.0), default=d["temporal_val_fraction"],
                  help="temporal split: share of interactions in validation")

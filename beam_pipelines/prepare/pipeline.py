@@ -12,8 +12,7 @@ from beam_pipelines.prepare.options import COUNTS, REJECTED
 from beam_pipelines.prepare.read import DedupeCatalog, ReadInteractions, ReadItems
 from beam_pipelines.prepare.user_examples import BuildExamples, SplitUsers, build_catalog
 from beam_pipelines.prepare.write import WriteCatalog, WriteShard, write_text, write_users
-from tfrs_selreg.data import examples as ex
-from tfrs_selreg.data import prepared, readers, schema
+from tfrs_selreg.data import prepared, readers, schema, splitting
 from tfrs_selreg.data.prepare_config import PrepareConfig
 
 
@@ -68,7 +67,7 @@ def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: re
     ).with_outputs(REJECTED, COUNTS, main="main")
 
     cuts = None
-    if o.split == ex.SPLIT_TEMPORAL:
+    if o.split == splitting.SPLIT_TEMPORAL:
         cuts = beam.pvalue.AsSingleton(
             interactions.main | "Timestamps" >> beam.FlatMap(lambda kv: [x[1] for x in kv[1]])
             | "TimestampHistogram" >> beam.CombineGlobally(_Histogram())

@@ -10,13 +10,13 @@ from beam_pipelines.prepare.options import COUNTS, REJECTED
 from beam_pipelines.prepare.read import reject_record
 from tfrs_selreg.data import examples as ex
 from tfrs_selreg.data import labels as labels_lib
-from tfrs_selreg.data import prepared, schema
+from tfrs_selreg.data import prepared, schema, splitting
 from tfrs_selreg.data.prepare_config import PrepareConfig
 
 
 @beam.typehints.with_output_types(Any)
 class SplitUsers(beam.DoFn):
-    """``(user_id, lists of interactions)`` -> :class:`examples.UserSplit` (dedup, split, cold-start simulation)."""
+    """``(user_id, lists of interactions)`` -> :class:`splitting.UserSplit` (dedup, split, cold-start simulation)."""
 
     def __init__(self, mode: str, seed: int, cold_start_fraction: float):
         self._mode, self._seed, self._cold = mode, seed, cold_start_fraction
@@ -25,7 +25,7 @@ class SplitUsers(beam.DoFn):
         user_id, chunks = element
         interactions = [x for chunk in chunks for x in chunk]
         val_cut, test_cut = cuts if cuts else (None, None)
-        split = ex.split_user(user_id, interactions, mode=self._mode, seed=self._seed,
+        split = splitting.split_user(user_id, interactions, mode=self._mode, seed=self._seed,
                               cold_start_fraction=self._cold, val_cut=val_cut, test_cut=test_cut)
         if split.duplicates:
             yield beam.pvalue.TaggedOutput(COUNTS, ("duplicate_interactions", split.duplicates))
@@ -40,8 +40,8 @@ class SplitUsers(beam.DoFn):
 def build_catalog(items: list, popularity: dict[str, int], long_tail_fraction: float) -> dict:
     """Catalog info: vocabulary order, popularity, long-tail set and threshold."""
     pop = {it.item_id: int(popularity.get(it.item_id, 0)) for it in items}
-    tail, tail_max = ex.long_tail_items(pop, long_tail_fraction)
-    order = ex.catalog_order(pop)
+    tail, tail_max = splitting.long_tail_items(pop, long_tail_fraction)
+    order = splitting.catalog_order(pop)
     by_id = {it.item_id: it for it in items}
     return {"order": order, "popularity": pop, "long_tail": tail, "long_tail_max_popularity": tail_max,
             "items": by_id}
@@ -94,7 +94,7 @@ class BuildExamples(beam.DoFn):
         n_train = len(train_items)
         cold = n_train <= o.cold_start_max_history
         L, shards, seed = o.history_length, o.num_shards, o.seed
-        shard = ex.shard_of(user_id, shards)
+        shard = splitting.shard_of(user_id, shards)
         common = dict(user_id=user_id, history_length=n_train, cold_start=cold)
         with_labels = self._with_labels
         train_records = []
@@ -102,18 +102,18 @@ class BuildExamples(beam.DoFn):
             record = ex.make_example(
                 item_id=item_id, history=ex.padded_history(train_items[max(0, k - L):k], L), timestamp=ts,
                 rating=rating, item_popularity=pop[item_id], long_tail=item_id in tail,
-                teacher_pairs=ex.sample_pairs(teacher_rows, o.teacher_pairs, seed, user_id, k, "t")
+                teacher_pairs=splitting.sample_pairs(teacher_rows, o.teacher_pairs, seed, user_id, k, "t")
                 if with_labels else None,
-                probe_pairs=ex.sample_pairs(probe_rows, o.probe_pairs, seed, user_id, k, "p")
+                probe_pairs=splitting.sample_pairs(probe_rows, o.probe_pairs, seed, user_id, k, "p")
                 if with_labels else None,
                 num_teacher_pairs=o.teacher_pairs, num_probe_pairs=o.probe_pairs, **common)
-            train_records.append((ex.unit_hash(seed, "order", user_id, k), record))
+            train_records.append((splitting.unit_hash(seed, "order", user_id, k), record))
         # One element per user and split keeps the shard shuffle small (records travel in lists).
         yield ("train", shard), train_records
         history = ex.padded_history(train_items, L)
         for name, rows in (("val", split.val), ("test", split.test)):
             yield (name, shard), [
-                (ex.unit_hash(seed, "order", user_id, name, k), ex.make_example(
+                (splitting.unit_hash(seed, "order", user_id, name, k), ex.make_example(
                     item_id=item_id, history=history, timestamp=ts, rating=rating,
                     item_popularity=pop.get(item_id, 0), long_tail=item_id in tail, **common))
                 for k, (item_id, ts, rating, _) in enumerate(rows)]

@@ -13,7 +13,7 @@ import json
 from typing import Any, Optional
 
 from tfrs_selreg import typed_config
-from tfrs_selreg.data import examples as ex
+from tfrs_selreg.data import splitting
 
 PREPARE_CONFIG_FILE = "prepare_config.json"
 
@@ -44,7 +44,7 @@ class PrepareConfig:
     tfds_name: str = "movielens/100k-ratings"
     tfds_data_dir: Optional[str] = None
     labels: Optional[str] = None
-    split: str = ex.SPLIT_LEAVE_LAST_OUT
+    split: str = splitting.SPLIT_LEAVE_LAST_OUT
     temporal_val_fraction: float = 0.1
     temporal_test_fraction: float = 0.1
     min_rating: Optional[float] = None
@@ -59,9 +59,9 @@ class PrepareConfig:
     num_shards: int = 2
 
     def __post_init__(self) -> None:
-        if self.split not in ex.SPLIT_MODES:
-            raise typed_config.ConfigError(f"split {self.split!r} is not one of {ex.SPLIT_MODES}")
-        if self.split == ex.SPLIT_TEMPORAL and self.temporal_val_fraction + self.temporal_test_fraction >= 1:
+        if self.split not in splitting.SPLIT_MODES:
+            raise typed_config.ConfigError(f"split {self.split!r} is not one of {splitting.SPLIT_MODES}")
+        if self.split == splitting.SPLIT_TEMPORAL and self.temporal_val_fraction + self.temporal_test_fraction >= 1:
             raise typed_config.ConfigError(
                     f"--temporal-val-fraction {self.temporal_val_fraction} + --temporal-test-fraction "
                     f"{self.temporal_test_fraction} must be < 1: the rest is the training split.")

@@ -4,7 +4,7 @@
       config.json            the resolved TrainConfig (all that is needed to rebuild the model)
       model/weights.*        final weights (TF checkpoint): the best validation epoch
       history.json           per-epoch logs (losses, every regularizer term, validation metrics)
-      run.json               RunResult: best epoch, epochs trained, timings
+      run.json               TrainResult: best epoch, epochs trained, timings
       logs/                  TensorBoard
       checkpoints/epoch-NNN.*  weights after each epoch
       backup/                BackupAndRestore state while training runs (deleted when it ends)

@@ -1,5 +1,5 @@
 """Training: ``tf.distribute`` strategies, the optimizer, callbacks and ``tfrs-selreg train``.
 
-``train.train(TrainConfig) -> RunResult`` is the library entry point and ``train.main(argv)`` the
+``train.train(TrainConfig) -> TrainResult`` is the library entry point and ``train.main(argv)`` the
 command. The config and the run folder it writes are :mod:`tfrs_selreg.runs`.
 """

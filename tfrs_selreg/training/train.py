@@ -47,7 +47,7 @@ from tfrs_selreg.training.callbacks import HistoryWriter, ValidationRanking
 
 
 @dataclasses.dataclass(frozen=True)
-class RunResult:
+class TrainResult:
     """What a training run produced.
 
     Attributes:
@@ -113,7 +113,7 @@ def _claim_output(config: TrainConfig, run_dir: str, overwrite: bool) -> None:
     run_lib.clear(run_dir)
 
 
-def train(config: TrainConfig, *, verbose: int = 1, overwrite: bool = False) -> RunResult:
+def train(config: TrainConfig, *, verbose: int = 1, overwrite: bool = False) -> TrainResult:
     """Trains ``config`` and writes its run folder; see the module docstring.
 
     A folder holding a killed run of the same config is resumed; one holding a finished run, or a run of
@@ -192,7 +192,7 @@ def train(config: TrainConfig, *, verbose: int = 1, overwrite: bool = False) -> 
                          diagnostics.pair_diagnostics(model, config.prepared, split=split))
 
     trained_epochs = len([e for e in entries if e["epoch"] >= first_epoch])
-    result = RunResult(
+    result = TrainResult(
         run_dir=run_dir,
         best_epoch=int(best["epoch"]),
         best_validation={k: v for k, v in best.items() if k.startswith("val_")},

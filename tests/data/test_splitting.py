@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from tfrs_selreg.data import example_codec as codec
 from tfrs_selreg.data import examples as ex
-from tfrs_selreg.data import schema
+from tfrs_selreg.data import schema, splitting
 from tfrs_selreg.data.labels import LabelPair
 
 
@@ -15,7 +15,7 @@ def _seq(*items, start=100):
 def test_leave_last_out_split_and_dedupe():
     rows = _seq("a", "b", "c", "d", "e")
     rows.append(("b", 500, 3.0, 99))  # a repeat of b, later: dropped, the first b is kept
-    s = ex.split_user("u", reversed(rows), mode=ex.SPLIT_LEAVE_LAST_OUT, seed=0)
+    s = splitting.split_user("u", reversed(rows), mode=splitting.SPLIT_LEAVE_LAST_OUT, seed=0)
     assert [x[0] for x in s.train] == ["a", "b", "c"]
     assert [x[0] for x in s.val] == ["d"]
     assert [x[0] for x in s.test] == ["e"]
@@ -23,20 +23,20 @@ def test_leave_last_out_split_and_dedupe():
 
 
 def test_leave_last_out_short_users():
-    two = ex.split_user("u", _seq("a", "b"), mode=ex.SPLIT_LEAVE_LAST_OUT, seed=0)
+    two = splitting.split_user("u", _seq("a", "b"), mode=splitting.SPLIT_LEAVE_LAST_OUT, seed=0)
     assert ([x[0] for x in two.train], two.val, [x[0] for x in two.test]) == (["a"], (), ["b"])
-    one = ex.split_user("u", _seq("a"), mode=ex.SPLIT_LEAVE_LAST_OUT, seed=0)
+    one = splitting.split_user("u", _seq("a"), mode=splitting.SPLIT_LEAVE_LAST_OUT, seed=0)
     assert ([x[0] for x in one.train], one.val, one.test) == (["a"], (), ())
 
 
 def test_ties_in_time_keep_file_order():
     rows = [("x", 5, None, 3), ("y", 5, None, 1), ("z", 5, None, 2)]
-    s = ex.split_user("u", rows, mode=ex.SPLIT_LEAVE_LAST_OUT, seed=0)
+    s = splitting.split_user("u", rows, mode=splitting.SPLIT_LEAVE_LAST_OUT, seed=0)
     assert [x[0] for x in s.train + s.val + s.test] == ["y", "z", "x"]
 
 
 def test_temporal_split_uses_global_cuts():
-    s = ex.split_user("u", _seq("a", "b", "c", "d", "e"), mode=ex.SPLIT_TEMPORAL, seed=0,
+    s = splitting.split_user("u", _seq("a", "b", "c", "d", "e"), mode=splitting.SPLIT_TEMPORAL, seed=0,
                       val_cut=102, test_cut=104)
     assert [x[0] for x in s.train] == ["a", "b"]
     assert [x[0] for x in s.val] == ["c", "d"]
@@ -45,7 +45,7 @@ def test_temporal_split_uses_global_cuts():
 
 def test_cold_start_simulation_keeps_one_to_three_items():
     users = [f"user{k}" for k in range(400)]
-    splits = [ex.split_user(u, _seq(*[f"i{j}" for j in range(25)]), mode=ex.SPLIT_LEAVE_LAST_OUT,
+    splits = [splitting.split_user(u, _seq(*[f"i{j}" for j in range(25)]), mode=splitting.SPLIT_LEAVE_LAST_OUT,
                             seed=7, cold_start_fraction=0.25) for u in users]
     simulated = [s for s in splits if s.simulated_cold_start]
     assert 70 <= len(simulated) <= 130  # about a quarter
@@ -56,18 +56,18 @@ def test_cold_start_simulation_keeps_one_to_three_items():
         assert s.dropped_by_simulation == 23 - len(s.train)
         assert [x[0] for x in s.test] == ["i24"]
     assert all(len(s.train) == 23 for s in splits if not s.simulated_cold_start)
-    again = [ex.split_user(u, _seq(*[f"i{j}" for j in range(25)]), mode=ex.SPLIT_LEAVE_LAST_OUT,
+    again = [splitting.split_user(u, _seq(*[f"i{j}" for j in range(25)]), mode=splitting.SPLIT_LEAVE_LAST_OUT,
                            seed=7, cold_start_fraction=0.25) for u in users]
     assert again == splits
 
 
 def test_long_tail_ties_broken_by_item_id():
     pop = {"a": 5, "b": 1, "c": 1, "d": 0, "e": 3, "f": 1, "g": 9, "h": 2, "i": 4, "j": 7}
-    tail, threshold = ex.long_tail_items(pop, 0.2)
+    tail, threshold = splitting.long_tail_items(pop, 0.2)
     assert tail == {"d", "b"}  # 0 first, then the smallest id among the ties at 1
     assert threshold == 1
-    assert ex.long_tail_items(pop, 0.0) == (set(), -1)
-    assert ex.catalog_order(pop)[:3] == ["g", "j", "a"]
+    assert splitting.long_tail_items(pop, 0.0) == (set(), -1)
+    assert splitting.catalog_order(pop)[:3] == ["g", "j", "a"]
 
 
 def test_padded_history_keeps_newest_last():
@@ -78,10 +78,10 @@ def test_padded_history_keeps_newest_last():
 
 def test_sample_pairs_deterministic_and_bounded():
     rows = [(f"i{k}", f"j{k}", 0.7, 0.4) for k in range(20)]
-    a = ex.sample_pairs(rows, 5, 0, "u", 3)
-    assert len(a) == 5 and a == ex.sample_pairs(rows, 5, 0, "u", 3)
-    assert a != ex.sample_pairs(rows, 5, 0, "u", 4)
-    assert ex.sample_pairs(rows[:3], 5, 0, "u", 3) == rows[:3]
+    a = splitting.sample_pairs(rows, 5, 0, "u", 3)
+    assert len(a) == 5 and a == splitting.sample_pairs(rows, 5, 0, "u", 3)
+    assert a != splitting.sample_pairs(rows, 5, 0, "u", 4)
+    assert splitting.sample_pairs(rows[:3], 5, 0, "u", 3) == rows[:3]
 
 
 def test_make_example_parses_with_schema():
