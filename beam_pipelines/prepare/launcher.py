@@ -23,6 +23,7 @@ from beam_pipelines.prepare.options import (
     print_help,
 )
 from beam_pipelines.prepare.pipeline import build_pipeline
+from beam_pipelines.prepare.read import ROWS_BY_WORKER
 from beam_pipelines.prepare.write import write_text
 from tfrs_selreg.data import item_embeddings, prepared, readers, schema, splitting
 from tfrs_selreg.data import labels as labels_lib
@@ -63,7 +64,9 @@ def _stats(counts: dict[str, int], config: PrepareConfig, reader: readers.Datase
                          joined_probe_rows=counts.get("labels_joined_probe", 0),
                          rejected=rejected.get("labels", {})),
         history_length=config.history_length, teacher_pairs=config.teacher_pairs,
-        probe_pairs=config.probe_pairs, num_shards=config.num_shards, seconds=round(seconds, 2))
+        probe_pairs=config.probe_pairs, num_shards=config.num_shards, seconds=round(seconds, 2),
+        rows_read_by_worker={key[len(ROWS_BY_WORKER):]: n for key, n in sorted(counts.items())
+                             if key.startswith(ROWS_BY_WORKER)})
 
 
 def _first_bad_lines(output: str, what: str, reasons: Optional[set] = None,
@@ -212,7 +215,8 @@ def _run_into(options: PipelineOptions, config: PrepareConfig, output: str, read
     start = time.time()
     logging.info("prepare: reading %s from %s", config.dataset, config.data_dir)
     with beam.Pipeline(options=options) as p:
-        build_pipeline(p, config, output, reader, label_files)
+        build_pipeline(p, config, output, reader, label_files,
+                       range_bytes=options.view_as(PrepareOptions).read_range_bytes)
     seconds = time.time() - start
 
     counts_path = os.path.join(output, "counts.json")

@@ -67,6 +67,9 @@ class PrepareOptions(PipelineOptions):
                  default=d["max_error_fraction"], help="fail when more rejected rows than this fraction")
         add_flag(parser, "--num-shards", dest="num_shards", type=flags.integer(1), default=d["num_shards"],
                  help="TFRecord shards per split")
+        # Not part of PrepareConfig: how the input is cut for the workers changes no output byte.
+        add_flag(parser, "--read-range-bytes", dest="read_range_bytes", type=flags.integer(4096), default=64 << 20,
+                 help="an interactions file of one row per line is read by the workers in ranges of this size")
 
 
 def _add_labels_arg(parser: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from beam_pipelines.prepare.user_examples import BuildExamples, SplitUsers, buil
 from beam_pipelines.prepare.write import WriteCatalog, WriteShard, write_text, write_users
 from tfrs_selreg.data import prepared, readers, schema, splitting
 from tfrs_selreg.data.prepare_config import PrepareConfig
+from tfrs_selreg.data.readers import lines
 
 
 def _temporal_cuts(histogram: dict[int, int], val_fraction: float, test_fraction: float):
@@ -52,8 +53,9 @@ class _Histogram(beam.CombineFn):
 
 
 def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: readers.DatasetReader,
-                   label_files: list[str]) -> None:
-    """The prepare job's transforms, reading ``config.data_dir`` (and ``label_files``), writing into ``out``."""
+                   label_files: list[str], range_bytes: int = 64 << 20) -> None:
+    """The prepare job's transforms, reading ``config.data_dir`` (and ``label_files``), writing into ``out``;
+    an interactions file of one row per line is read in ranges of ``range_bytes``."""
     o = config
     raw = (p | "DataDir" >> beam.Create([o.data_dir or ""]))
     items = raw | "ReadItems" >> beam.ParDo(ReadItems(reader)).with_outputs(REJECTED, COUNTS,
@@ -62,8 +64,21 @@ def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: re
                      | "DedupeCatalog" >> beam.ParDo(DedupeCatalog()).with_outputs(REJECTED,
                                                                                    main="main"))
     catalog_ids = catalog_items.main | "CatalogIds" >> beam.Map(lambda it: it.item_id)
-    interactions = raw | "ReadInteractions" >> beam.ParDo(
-        ReadInteractions(reader, o.min_rating), catalog_ids=beam.pvalue.AsList(catalog_ids)
+    source = reader.interaction_lines(o.data_dir or "")
+    first_lines = None
+    if source is not None:  # one row per line: read in byte ranges, spread over the workers
+        raw_interactions = (p | "InteractionRanges" >> beam.Create(lines.ranges(source, range_bytes))
+                            | "SpreadRanges" >> beam.Reshuffle())
+        first_lines = beam.pvalue.AsSingleton(
+            raw_interactions
+            | "CountLines" >> beam.Map(lambda r: ((r.file.path, r.index), lines.count_lines(r)))
+            | "LineCounts" >> beam.combiners.ToDict()
+            | "FirstLines" >> beam.Map(lines.first_line_numbers))
+    else:
+        raw_interactions = raw
+    interactions = raw_interactions | "ReadInteractions" >> beam.ParDo(
+        ReadInteractions(reader, o.min_rating), catalog_ids=beam.pvalue.AsList(catalog_ids),
+        **({"first_lines": first_lines} if first_lines is not None else {})
     ).with_outputs(REJECTED, COUNTS, main="main")
 
     cuts = None

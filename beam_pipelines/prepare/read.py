@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import Any, Optional
 
 import apache_beam as beam
@@ -14,6 +16,10 @@ from beam_pipelines.prepare.options import (
     REJECTED,
 )
 from tfrs_selreg.data import readers
+from tfrs_selreg.data.readers import lines
+
+# Count keys of the interaction rows each worker process read: PrepareStats.rows_read_by_worker.
+ROWS_BY_WORKER = "interaction_rows_read_by/"
 
 
 # Multi-output DoFn: Beam would infer a Union with TaggedOutput and reject the keyed main output.
@@ -21,10 +27,13 @@ from tfrs_selreg.data import readers
 class ReadInteractions(beam.DoFn):
     """Reader output -> ``(user_id, [(item_id, timestamp, rating, line), ...])``; bad rows tagged.
 
-    Rows naming an item missing from the catalog are rejected as ``unknown_item``; the catalog ids
-    arrive as a side input so the million-row stream is not shuffled by item. Accepted rows are
-    grouped by user within at most ``FLUSH_ROWS`` rows before they leave the DoFn (combiner lifting by
-    hand), so the shuffle by user moves a few lists per user instead of one element per row.
+    An element is a :class:`~tfrs_selreg.data.readers.lines.LineRange` of the interactions file, read
+    with the side input ``first_lines`` (the number of each range's first line), or ``data_dir`` for a
+    format the reader reads whole. Rows naming an item missing from the catalog are rejected as
+    ``unknown_item``; the catalog ids arrive as a side input so the million-row stream is not shuffled
+    by item. Accepted rows are grouped by user within at most ``FLUSH_ROWS`` rows before they leave the
+    DoFn (combiner lifting by hand), so the shuffle by user moves a few lists per user instead of one
+    element per row. Rows read are also counted per worker process (``ROWS_BY_WORKER``).
     """
 
     FLUSH_ROWS = 100_000
@@ -33,12 +42,22 @@ class ReadInteractions(beam.DoFn):
         self._reader = reader
         self._min_rating = min_rating
 
-    def process(self, data_dir: str, catalog_ids):
+    def _rows(self, element, first_lines):
+        if first_lines is None:
+            yield from self._reader.read_interactions(element)
+            return
+        for entry in lines.range_lines(element, first_lines[(element.file.path, element.index)]):
+            if isinstance(entry, readers.Rejected):
+                yield entry
+            else:
+                yield from self._reader.parse_interaction_line(element.file, *entry)
+
+    def process(self, element, catalog_ids, first_lines=None):
         known = frozenset(catalog_ids)
         # Counted here and emitted once: a count element per row would double the rows Beam moves.
         read = below_min_rating = buffered = 0
         by_user: dict[str, list] = {}
-        for row in self._reader.read_interactions(data_dir):
+        for row in self._rows(element, first_lines):
             read += 1
             if isinstance(row, readers.Rejected):
                 yield beam.pvalue.TaggedOutput(REJECTED, reject_record("interactions", row.source,
@@ -57,6 +76,8 @@ class ReadInteractions(beam.DoFn):
                     by_user, buffered = {}, 0
         yield from by_user.items()
         yield from counts(interaction_rows_read=read, **{REASON_BELOW_MIN_RATING: below_min_rating})
+        if read:
+            yield beam.pvalue.TaggedOutput(COUNTS, (f"{ROWS_BY_WORKER}{socket.gethostname()}:{os.getpid()}", read))
 
 
 def counts(**counts: int):

@@ -449,3 +449,24 @@ def test_a_rejected_catalog_row_is_named_before_its_unknown_item_interactions(tm
     message = str(error.value)
     assert "1 catalog rows were rejected themselves, so their interactions are unknown_item" in message
     assert message.index("items.csv:3: bad_encoding") < message.index("First bad rows")
+
+
+def test_one_large_interactions_file_is_read_by_both_workers_into_the_same_folder(tmp_path):
+    """Byte ranges of one file go to both workers; line numbers (here the timestamps: no timestamp column)
+    and so every output byte are those of reading the file whole on one worker."""
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    rng = np.random.default_rng(0)
+    rows = [f"u{rng.integers(300)},i{rng.integers(200)},{rng.integers(1, 6)}" for _ in range(8000)]
+    (raw / "interactions.csv").write_text("user_id,item_id,rating\n" + "\n".join(rows) + "\nu1,not-an-item,3\n")
+    (raw / "items.csv").write_text("item_id,title\n" + "".join(f"i{k},Item {k}\n" for k in range(200)))
+    whole = _run(str(raw), tmp_path / "whole", "--read-range-bytes", str(1 << 30), "--num-shards", "1")
+    spread = _run(str(raw), tmp_path / "spread", "--read-range-bytes", "4096", "--num-shards", "1",
+                  "--direct_num_workers", "2", "--direct_running_mode", "multi_processing")
+    assert len(whole.rows_read_by_worker) == 1 and len(spread.rows_read_by_worker) == 2
+    assert sum(spread.rows_read_by_worker.values()) == spread.rows_read["interactions"] == 8001
+    assert spread.rows_rejected == whole.rows_rejected == {"interactions": {"unknown_item": 1}}
+    assert _all_bytes(tmp_path / "whole") == _all_bytes(tmp_path / "spread")
+    [dead] = [json.loads(line) for f in glob.glob(str(tmp_path / "spread" / "dead_letter" / "*.jsonl"))
+              for line in open(f)]
+    assert dead["line"] == 8002 and dead["source"].endswith("interactions.csv")

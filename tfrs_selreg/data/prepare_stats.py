@@ -51,6 +51,8 @@ class PrepareStats:
       rows_rejected: per input, rejected rows by reason (the dead letters).
       rows_filtered: rows dropped by a documented rule, by rule.
       seconds: the job's wall time.
+      rows_read_by_worker: interaction rows read by each worker process (``host:pid``), to see that a
+        large input was read in parallel.
     """
 
     dataset: str
@@ -78,13 +80,14 @@ class PrepareStats:
     probe_pairs: int = 0
     num_shards: int = 1
     seconds: float = 0.0
+    rows_read_by_worker: dict[str, int] = dataclasses.field(default_factory=dict)
 
     # The order of stats.json's keys, as the job has always written them.
     _ORDER = ("dataset", "data_dir", "seed", "split", "min_rating", "has_timestamps", "users", "items",
               "items_with_training_interactions", "interactions", "users_with", "records", "cold_start_users",
               "simulated_cold_start_users", "long_tail_items", "thresholds", "rows_read", "rows_rejected",
               "rows_filtered", "labels", "history_length", "teacher_pairs", "probe_pairs", "num_shards",
-              "seconds")
+              "seconds", "rows_read_by_worker")
 
     def to_json(self) -> dict[str, Any]:
         values = typed_config.to_dict(self)

@@ -2,10 +2,12 @@
 
 ``tfrs-selreg prepare`` (``beam_pipelines.prepare``) turns a folder of raw files into a prepared
 folder. It first calls :meth:`DatasetReader.check` on the driver, so that a missing or empty file is a
-clear error before any pipeline starts; then a Beam worker runs :meth:`DatasetReader.read_interactions`
-and :meth:`DatasetReader.read_items` inside a ``FlatMap`` over the single element ``data_dir``. Readers
-are therefore plain Python generators, and they open files through Beam's ``FileSystems`` so that
-``gs://`` folders work on Dataflow.
+clear error before any pipeline starts. A format whose interactions file holds one row per line
+(:meth:`DatasetReader.interaction_lines`: the MovieLens layouts and ``csv``) is read in byte ranges by
+many workers (:mod:`.lines`), each line parsed by :meth:`DatasetReader.parse_interaction_line`; the
+others run :meth:`DatasetReader.read_interactions` on one worker, like :meth:`DatasetReader.read_items`
+(the catalog is the job's one global structure anyway). Readers are plain Python generators, and they
+open files through Beam's ``FileSystems`` so that ``gs://`` folders work on Dataflow.
 
 A reader turns every data line (or JSON record, or TFDS record) into exactly one of:
 
@@ -54,6 +56,7 @@ from tfrs_selreg.data.readers.base import (
     REJECT_WRONG_COLUMN_COUNT,
     REJECT_WRONG_TYPE,
     DatasetReader,
+    LineFile,
     RawInteraction,
     Rejected,
 )
@@ -65,6 +68,7 @@ __all__ = [
     "AmazonJsonReader",
     "CsvReader",
     "DatasetReader",
+    "LineFile",
     "MAX_RAW_CHARS",
     "MAX_TAGS",
     "MovieLens100KReader",

@@ -82,6 +82,23 @@ def reject(source: str, line: int, reason: str, raw: str | bytes) -> Rejected:
     return Rejected(source, line, reason, raw[:MAX_RAW_CHARS])
 
 
+@dataclasses.dataclass(frozen=True)
+class LineFile:
+    """A file of one row per line (read whole, or in byte ranges by :mod:`.lines`).
+
+    Attributes:
+      path: the file (any Beam file system).
+      encoding: its text encoding.
+      header_line: the number of its header line, skipped (0: none).
+      columns: the header's column names, for formats whose columns are named there.
+    """
+
+    path: str
+    encoding: str
+    header_line: int = 0
+    columns: tuple[str, ...] = ()
+
+
 class DatasetReader(abc.ABC):
     """Parses one source format into interactions and catalog items.
 
@@ -100,9 +117,26 @@ class DatasetReader(abc.ABC):
         """Raises FileNotFoundError or ValueError, naming the file and what to pass, when this reader
         cannot read ``data_dir`` (a file is missing, empty, or not in this format)."""
 
-    @abc.abstractmethod
+    def interaction_lines(self, data_dir: str) -> LineFile | None:
+        """The interactions file when it holds one row per line, so that workers can read it in byte ranges
+        (:mod:`.lines`) and parse each line with :meth:`parse_interaction_line`; ``None`` for a format that
+        is not (one JSON object, TFDS), whose :meth:`read_interactions` reads it whole."""
+        return None
+
+    def parse_interaction_line(self, file: LineFile, number: int, line: str) -> Iterator[RawInteraction | Rejected]:
+        """The rows of line ``number`` (non-blank, after the header) of :meth:`interaction_lines`'s file."""
+        raise NotImplementedError(f"the {self.name!r} format has no interactions file of one row per line")
+
     def read_interactions(self, data_dir: str) -> Iterator[RawInteraction | Rejected]:
         """Yields one RawInteraction or Rejected per data row, in file order."""
+        file = self.interaction_lines(data_dir)
+        if file is None:
+            raise NotImplementedError(f"the {self.name!r} reader must implement read_interactions")
+        for entry in text_lines(file.path, file.encoding):
+            if isinstance(entry, Rejected):
+                yield entry
+            elif entry[0] > file.header_line:
+                yield from self.parse_interaction_line(file, *entry)
 
     @abc.abstractmethod
     def read_items(self, data_dir: str) -> Iterator[Item | Rejected]:
@@ -189,6 +223,23 @@ def csv_rows(path: str, columns: int) -> Iterator[tuple[int, str, list[str]] | R
             yield reject(path, number, REJECT_WRONG_COLUMN_COUNT, line)
             continue
         yield number, line, fields
+
+
+def csv_line(file: LineFile, number: int, line: str, columns: int) -> list[str] | Rejected:
+    """The fields of one CSV line, or its rejection when it does not hold ``columns`` fields."""
+    try:
+        fields = csv_fields(line)
+    except csv.Error:
+        fields = []
+    return fields if len(fields) == columns else reject(file.path, number, REJECT_WRONG_COLUMN_COUNT, line)
+
+
+def header_line(head: bytes) -> int:
+    """The number of the first non-blank line in a file's first bytes ``head`` (0: none there)."""
+    for number, raw in enumerate(head.split(b"\n"), start=1):
+        if raw.strip():
+            return number
+    return 0
 
 
 def csv_header(head: bytes, path: str, hint: str) -> list[str]:

@@ -10,10 +10,13 @@ from tfrs_selreg.data.readers.base import (
     HEAD_BYTES,
     REJECT_MISSING_FIELD,
     DatasetReader,
+    LineFile,
     RawInteraction,
     Rejected,
     csv_header,
+    csv_line,
     csv_rows,
+    header_line,
     join_path,
     parse_interaction,
     read_bytes,
@@ -85,15 +88,19 @@ class CsvReader(DatasetReader):
         for entry in csv_rows(path, len(columns)):
             yield entry if isinstance(entry, Rejected) else (*entry[:2], dict(zip(columns, entry[2])))
 
-    def read_interactions(self, data_dir: str) -> Iterator[RawInteraction | Rejected]:
+    def interaction_lines(self, data_dir: str) -> LineFile:
         path = join_path(data_dir, self.INTERACTIONS)
-        for entry in self._rows(path, self._REQUIRED[self.INTERACTIONS]):
-            if isinstance(entry, Rejected):
-                yield entry
-                continue
-            number, line, row = entry
-            yield parse_interaction(path, number, line, row["user_id"], row["item_id"],
-                               row.get("rating"), row.get("timestamp"))
+        return LineFile(path, "utf-8-sig", header_line=header_line(read_bytes(path, HEAD_BYTES)),
+                        columns=tuple(self._checked_columns()))
+
+    def parse_interaction_line(self, file: LineFile, number: int, line: str) -> Iterator[RawInteraction | Rejected]:
+        fields = csv_line(file, number, line, len(file.columns))
+        if isinstance(fields, Rejected):
+            yield fields
+            return
+        row = dict(zip(file.columns, fields))
+        yield parse_interaction(file.path, number, line, row["user_id"], row["item_id"], row.get("rating"),
+                                row.get("timestamp"))
 
     def read_items(self, data_dir: str) -> Iterator[Item | Rejected]:
         path = join_path(data_dir, self.ITEMS)

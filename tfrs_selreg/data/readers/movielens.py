@@ -9,19 +9,24 @@ from apache_beam.io.filesystems import FileSystems
 
 from tfrs_selreg.data.prepared import Item
 from tfrs_selreg.data.readers.base import (
+    HEAD_BYTES,
     MAX_TAGS,
     ML_100K_GENRES,
     REJECT_MISSING_FIELD,
     REJECT_UNPARSABLE_NUMBER,
     REJECT_WRONG_COLUMN_COUNT,
     DatasetReader,
+    LineFile,
     RawInteraction,
     Rejected,
     clean_genres,
     csv_header,
+    csv_line,
     csv_rows,
+    header_line,
     join_path,
     parse_interaction,
+    read_bytes,
     reject,
     require_file,
     text_lines,
@@ -57,14 +62,16 @@ class MovieLensLatestSmallReader(DatasetReader):
                     f"{path} has columns {header}, expected {expected}: it is not in the {self.name!r} "
                     "format. For other CSV files use the 'csv' format (interactions.csv, items.csv).")
 
-    def read_interactions(self, data_dir: str) -> Iterator[RawInteraction | Rejected]:
+    def interaction_lines(self, data_dir: str) -> LineFile:
         path = join_path(data_dir, "ratings.csv")
-        for entry in csv_rows(path, 4):
-            if isinstance(entry, Rejected):
-                yield entry
-                continue
-            number, line, (user_id, item_id, rating, timestamp) = entry
-            yield parse_interaction(path, number, line, user_id, item_id, rating, timestamp)
+        return LineFile(path, "utf-8-sig", header_line=header_line(read_bytes(path, HEAD_BYTES)))
+
+    def parse_interaction_line(self, file: LineFile, number: int, line: str) -> Iterator[RawInteraction | Rejected]:
+        fields = csv_line(file, number, line, 4)
+        if isinstance(fields, Rejected):
+            yield fields
+        else:
+            yield parse_interaction(file.path, number, line, *fields)
 
     def _tags(self, data_dir: str) -> Iterator[dict[str, tuple[str, ...]] | Rejected]:
         """Yields the Rejected rows of tags.csv, then one dict ``movie id -> ranked tags``."""
@@ -125,20 +132,15 @@ class _HeaderlessReader(DatasetReader):
         for name in (self._RATINGS, self._ITEMS):
             require_file(join_path(data_dir, name), self.name, self._HINT)
 
-    def read_interactions(self, data_dir: str) -> Iterator[RawInteraction | Rejected]:
-        path = join_path(data_dir, self._RATINGS)
-        separator = self._SEPARATOR
-        for entry in text_lines(path, "utf-8"):
-            if isinstance(entry, Rejected):
-                yield entry
-                continue
-            number, line = entry
-            fields = line.split(separator)
-            if len(fields) != 4:
-                yield reject(path, number, REJECT_WRONG_COLUMN_COUNT, line)
-                continue
-            user_id, item_id, rating, timestamp = fields
-            yield parse_interaction(path, number, line, user_id, item_id, rating, timestamp)
+    def interaction_lines(self, data_dir: str) -> LineFile:
+        return LineFile(join_path(data_dir, self._RATINGS), "utf-8")
+
+    def parse_interaction_line(self, file: LineFile, number: int, line: str) -> Iterator[RawInteraction | Rejected]:
+        fields = line.split(self._SEPARATOR)
+        if len(fields) != 4:
+            yield reject(file.path, number, REJECT_WRONG_COLUMN_COUNT, line)
+        else:
+            yield parse_interaction(file.path, number, line, *fields)
 
 
 class MovieLens1MReader(_HeaderlessReader):
