@@ -59,7 +59,7 @@ def make_prepared(
 ) -> str:
     """Writes a synthetic prepared folder to ``directory`` and returns it.
 
-    Every list in ``users.jsonl`` and every record is a deterministic function of the arguments.
+    Every list in the users file and every record is a deterministic function of the arguments.
     """
     if teacher not in TEACHERS:
         raise ValueError(f"teacher must be one of {TEACHERS}, got {teacher!r}")
@@ -112,7 +112,7 @@ def make_prepared(
             title = " ".join(rng.choice(words[c], size=2, replace=False)) + f" {item}"
             f.write(prepared.Item(item, title=title.title(), categories=(CLUSTER_NAMES[c],),
                                   popularity=popularity[item], long_tail=item in tail_items).to_json() + "\n")
-    with open(os.path.join(directory, prepared.USERS_FILE), "w", encoding="utf-8") as f:
+    with open(os.path.join(directory, prepared.users_shard_name(0, 1)), "w", encoding="utf-8") as f:
         f.writelines(prepared.User(row["user_id"], tuple(row["train_items"]), tuple(row["val_items"]),
                                    tuple(row["test_items"]), row["history_length"], row["cold_start"]).to_json()
                      + "\n" for row in users)

@@ -64,7 +64,8 @@ def _stats(counts: dict[str, int], config: PrepareConfig, reader: readers.Datase
                          joined_probe_rows=counts.get("labels_joined_probe", 0),
                          rejected=rejected.get("labels", {})),
         history_length=config.history_length, teacher_pairs=config.teacher_pairs,
-        probe_pairs=config.probe_pairs, num_shards=config.num_shards, seconds=round(seconds, 2),
+        probe_pairs=config.probe_pairs, num_shards=counts.get("num_shards", config.num_shards),
+        seconds=round(seconds, 2),
         rows_read_by_worker={key[len(ROWS_BY_WORKER):]: n for key, n in sorted(counts.items())
                              if key.startswith(ROWS_BY_WORKER)})
 
@@ -133,7 +134,7 @@ def _dataset_card(stats: PrepareStats) -> str:
 
 STAGING_SUFFIX = ".incomplete"
 # What a prepare job writes into --output, besides the split shards; nothing else there is touched.
-OWNED_NAMES = (prepared.ITEMS_FILE, prepared.USERS_FILE, prepared.STATS_FILE, prepared.DATASET_CARD,
+OWNED_NAMES = (prepared.ITEMS_FILE, prepared.STATS_FILE, prepared.DATASET_CARD,
                schema.SCHEMA_FILE, PREPARE_CONFIG_FILE)
 OWNED_FOLDERS = (os.path.dirname(prepared.ITEMS_VOCAB), prepared.DEAD_LETTER_DIR, item_embeddings.DIR)
 
@@ -267,6 +268,7 @@ def _refuse_inputs_inside(output: str, data_dir: str, labels_path: Optional[str]
 def _owned(folder: str) -> list[str]:
     """The paths in ``folder`` that a prepare job writes (and only those: other files are left alone)."""
     patterns = [os.path.join(folder, f"{split}-[0-9]*-of-[0-9]*.tfrecord") for split in schema.SPLITS]
+    patterns += [prepared.users_pattern(folder), os.path.join(folder, "users.jsonl")]  # and an older layout's
     patterns += [os.path.join(folder, name) for name in OWNED_NAMES]
     return sorted(m.path for result in FileSystems.match(patterns) for m in result.metadata_list)
 

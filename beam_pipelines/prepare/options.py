@@ -25,6 +25,11 @@ class PrepareError(RuntimeError):
     """The input is unusable (too many bad rows, missing files); the message says what to fix."""
 
 
+def _num_shards(text: str) -> int:
+    """``--num-shards``: a count >= 1, or ``auto`` (0 in PrepareConfig)."""
+    return 0 if text == "auto" else flags.integer(1)(text)
+
+
 class PrepareOptions(PipelineOptions):
     """Flags of the prepare job (Beam's own flags, such as ``--runner``, are separate)."""
 
@@ -65,8 +70,11 @@ class PrepareOptions(PipelineOptions):
         add_flag(parser, "--seed", type=flags.integer(0), default=d["seed"])
         add_flag(parser, "--max-error-fraction", dest="max_error_fraction", type=flags.FRACTION,
                  default=d["max_error_fraction"], help="fail when more rejected rows than this fraction")
-        add_flag(parser, "--num-shards", dest="num_shards", type=flags.integer(1), default=d["num_shards"],
-                 help="TFRecord shards per split")
+        add_flag(parser, "--num-shards", dest="num_shards", type=_num_shards, default=d["num_shards"],
+                 help="TFRecord and users-file shards per split, or auto: one per --examples-per-shard "
+                 "training examples")
+        add_flag(parser, "--examples-per-shard", dest="examples_per_shard", type=flags.integer(1),
+                 default=d["examples_per_shard"], help="shard size of --num-shards auto")
         # Not part of PrepareConfig: how the input is cut for the workers changes no output byte.
         add_flag(parser, "--read-range-bytes", dest="read_range_bytes", type=flags.integer(4096), default=64 << 20,
                  help="an interactions file of one row per line is read by the workers in ranges of this size")

@@ -10,8 +10,8 @@ import apache_beam as beam
 from beam_pipelines.prepare.label_files import ParseLabels
 from beam_pipelines.prepare.options import COUNTS, REJECTED
 from beam_pipelines.prepare.read import DedupeCatalog, ReadInteractions, ReadItems
-from beam_pipelines.prepare.user_examples import BuildExamples, SplitUsers, build_catalog
-from beam_pipelines.prepare.write import WriteCatalog, WriteShard, write_text, write_users
+from beam_pipelines.prepare.user_examples import USERS, BuildExamples, SplitUsers, build_catalog
+from beam_pipelines.prepare.write import WriteCatalog, WriteShard, WriteUsers, write_text, write_user_vocabulary
 from tfrs_selreg.data import prepared, readers, schema, splitting
 from tfrs_selreg.data.prepare_config import PrepareConfig
 from tfrs_selreg.data.readers import lines
@@ -101,6 +101,13 @@ def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: re
                    pop=beam.pvalue.AsDict(popularity)))
     catalog_counts = catalog | "WriteCatalog" >> beam.ParDo(WriteCatalog(out))
 
+    if o.num_shards:
+        shard_count = p | "NumShards" >> beam.Create([o.num_shards])
+    else:  # auto: from the number of training examples, so that one shard's records fit a worker
+        shard_count = (users.main | "TrainExamples" >> beam.Map(lambda s: len(s.train))
+                       | "SumTrainExamples" >> beam.CombineGlobally(sum)
+                       | "NumShards" >> beam.Map(lambda n: max(1, -(-n // o.examples_per_shard))))
+    shards = beam.pvalue.AsSingleton(shard_count)
     keyed_users = users.main | "KeyUsers" >> beam.Map(lambda s: (s.user_id, s))
     joined = {"users": keyed_users}
     label_rejects = []
@@ -114,17 +121,23 @@ def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: re
         label_counts.append(parsed[COUNTS])
     built = (joined | "JoinLabels" >> beam.CoGroupByKey()
              | "BuildExamples" >> beam.ParDo(BuildExamples(config, with_labels=bool(label_files)),
-                                             catalog=beam.pvalue.AsSingleton(catalog))
-             .with_outputs(REJECTED, COUNTS, "users", main="main"))
+                                             catalog=beam.pvalue.AsSingleton(catalog), num_shards=shards)
+             .with_outputs(REJECTED, COUNTS, USERS, main="main"))
 
-    empty_shards = p | "AllShards" >> beam.Create(
-        [((split, s), []) for split in schema.SPLITS for s in range(o.num_shards)])
+    empty_shards = shard_count | "AllShards" >> beam.FlatMap(
+        lambda n: [((split, s), []) for split in schema.SPLITS for s in range(n)])
     shard_counts = ((built.main, empty_shards) | "WithEmptyShards" >> beam.Flatten()
                     | "GroupShards" >> beam.GroupByKey()
-                    | "WriteShards" >> beam.ParDo(WriteShard(out, o.num_shards)))
-    user_counts = (built.users | "UsersToList" >> beam.combiners.ToList()
-                   | "WriteUsers" >> beam.Map(write_users(out))
-                   | "UsersWritten" >> beam.Map(lambda n: ("users_written", n)))
+                    | "WriteShards" >> beam.ParDo(WriteShard(out), num_shards=shards))
+    empty_user_shards = shard_count | "AllUserShards" >> beam.FlatMap(lambda n: [(s, None) for s in range(n)])
+    user_counts = ((built[USERS] | "UserRows" >> beam.Map(lambda u: (u[0], (u[1], u[3]))), empty_user_shards)
+                   | "WithEmptyUserShards" >> beam.Flatten()
+                   | "GroupUserShards" >> beam.GroupByKey()
+                   | "WriteUsers" >> beam.ParDo(WriteUsers(out), num_shards=shards))
+    vocabulary_count = (built[USERS]
+                        | "UserIds" >> beam.FlatMap(lambda u: [u[1]] if u[2] else [])
+                        | "UserIdsToList" >> beam.combiners.ToList()
+                        | "WriteUserVocabulary" >> beam.Map(write_user_vocabulary(out)))
 
     rejected = ((interactions[REJECTED], items[REJECTED], catalog_items[REJECTED],
                  built[REJECTED], *label_rejects) | "AllRejected" >> beam.Flatten())
@@ -133,8 +146,9 @@ def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: re
              os.path.join(out, prepared.DEAD_LETTER_DIR, "rejected"), file_name_suffix=".jsonl"))
     reject_counts = rejected | "RejectReasons" >> beam.Map(
         lambda r: (f"rejected/{r['input']}/{r['reason']}", 1))
-    _ = ((interactions[COUNTS], items[COUNTS], users[COUNTS], built[COUNTS], catalog_counts,
-          shard_counts, user_counts, reject_counts, *label_counts)
+    shards_used = shard_count | "ShardsUsed" >> beam.Map(lambda n: ("num_shards", n))
+    _ = ((interactions[COUNTS], items[COUNTS], users[COUNTS], built[COUNTS], catalog_counts, shards_used,
+          shard_counts, user_counts, vocabulary_count, reject_counts, *label_counts)
          | "AllCounts" >> beam.Flatten()
          | "SumCounts" >> beam.CombinePerKey(sum)
          | "CountsToList" >> beam.combiners.ToList()

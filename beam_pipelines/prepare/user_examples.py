@@ -47,15 +47,19 @@ def build_catalog(items: list, popularity: dict[str, int], long_tail_fraction: f
             "items": by_id}
 
 
+USERS = "users"
+
+
 @beam.typehints.with_output_types(Any)
 class BuildExamples(beam.DoFn):
-    """A user's split (+ joined labels) -> ``((split, shard), (sort_key, record))`` and side rows."""
+    """A user's split (+ joined labels) -> ``((split, shard), (sort_key, record))`` and side rows: on
+    ``USERS``, ``(shard, user_id, has training items, users-file line)``."""
 
     def __init__(self, config: PrepareConfig, with_labels: bool):
         self._config = config
         self._with_labels = with_labels
 
-    def process(self, element, catalog):
+    def process(self, element, catalog, num_shards):
         user_id, grouped = element
         splits = list(grouped["users"])
         label_rows = list(grouped.get("labels", ()))
@@ -93,8 +97,8 @@ class BuildExamples(beam.DoFn):
         train_items = [x[0] for x in split.train]
         n_train = len(train_items)
         cold = n_train <= o.cold_start_max_history
-        L, shards, seed = o.history_length, o.num_shards, o.seed
-        shard = splitting.shard_of(user_id, shards)
+        L, seed = o.history_length, o.seed
+        shard = splitting.shard_of(user_id, num_shards)
         common = dict(user_id=user_id, history_length=n_train, cold_start=cold)
         with_labels = self._with_labels
         train_records = []
@@ -117,9 +121,9 @@ class BuildExamples(beam.DoFn):
                     item_id=item_id, history=history, timestamp=ts, rating=rating,
                     item_popularity=pop.get(item_id, 0), long_tail=item_id in tail, **common))
                 for k, (item_id, ts, rating, _) in enumerate(rows)]
-        yield beam.pvalue.TaggedOutput("users", prepared.User(
-            user_id, tuple(train_items), tuple(x[0] for x in split.val), tuple(x[0] for x in split.test),
-            history_length=n_train, cold_start=cold).to_json())
+        user = prepared.User(user_id, tuple(train_items), tuple(x[0] for x in split.val),
+                             tuple(x[0] for x in split.test), history_length=n_train, cold_start=cold)
+        yield beam.pvalue.TaggedOutput(USERS, (shard, user_id, bool(train_items), user.to_json()))
         for name, rows in (("train", split.train), ("val", split.val), ("test", split.test)):
             if rows:
                 yield beam.pvalue.TaggedOutput(COUNTS, (f"interactions_{name}", len(rows)))

@@ -1,8 +1,7 @@
-"""Writing: TFRecord shards, the catalog and vocabularies, the users file."""
+"""Writing: TFRecord shards, the catalog and vocabularies, the users files."""
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Iterable
 
@@ -16,13 +15,13 @@ from tfrs_selreg.data import prepared
 class WriteShard(beam.DoFn):
     """Writes one shard of one split, records ordered by their seeded sort key (deterministic)."""
 
-    def __init__(self, output: str, num_shards: int):
-        self._output, self._num_shards = output, num_shards
+    def __init__(self, output: str):
+        self._output = output
 
-    def process(self, element):
+    def process(self, element, num_shards):
         (split, shard), values = element
         records = sorted(r for batch in values for r in batch)
-        path = os.path.join(self._output, f"{split}-{shard:05d}-of-{self._num_shards:05d}.tfrecord")
+        path = os.path.join(self._output, f"{split}-{shard:05d}-of-{num_shards:05d}.tfrecord")
         # Beam's own TFRecord framing (what WriteToTFRecord writes, CRCs by google-crc32c) instead of
         # tf.io.TFRecordWriter: importing TensorFlow costs each worker process seconds.
         with FileSystems.create(path) as f:
@@ -59,11 +58,24 @@ class WriteCatalog(beam.DoFn):
         yield ("items_with_training_interactions", sum(1 for v in catalog["popularity"].values() if v))
 
 
-def write_users(output: str):
-    def write(users_json: list[str]):
-        users_json = sorted(users_json)
-        write_text(os.path.join(output, prepared.USERS_FILE), users_json)
-        write_text(os.path.join(output, prepared.USERS_VOCAB),
-                    sorted(json.loads(u)["user_id"] for u in users_json if json.loads(u)["train_items"]))
-        return len(users_json)
+class WriteUsers(beam.DoFn):
+    """Writes one users file, ``users-SSSSS-of-NNNNN.jsonl`` (users sorted by id); ``None`` rows mark a
+    shard that has no user, so that every file of the set exists."""
+
+    def __init__(self, output: str):
+        self._output = output
+
+    def process(self, element, num_shards):
+        shard, rows = element
+        rows = sorted(row for row in rows if row is not None)
+        write_text(os.path.join(self._output, prepared.users_shard_name(shard, num_shards)),
+                   [line for _, line in rows])
+        yield "users_written", len(rows)
+
+
+def write_user_vocabulary(output: str):
+    """Writes ``vocab/users.txt`` (sorted): the ids alone are the one per-user list on one worker."""
+    def write(user_ids: list[str]):
+        write_text(os.path.join(output, prepared.USERS_VOCAB), sorted(user_ids))
+        return "user_vocabulary", len(user_ids)
     return write

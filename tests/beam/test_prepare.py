@@ -470,3 +470,20 @@ def test_one_large_interactions_file_is_read_by_both_workers_into_the_same_folde
     [dead] = [json.loads(line) for f in glob.glob(str(tmp_path / "spread" / "dead_letter" / "*.jsonl"))
               for line in open(f)]
     assert dead["line"] == 8002 and dead["source"].endswith("interactions.csv")
+
+
+def test_auto_shards_hold_about_examples_per_shard_and_users_follow_their_records(tmp_path):
+    out = tmp_path / "out"
+    stats = _run(_write_csv(tmp_path / "raw"), out, "--num-shards", "auto", "--examples-per-shard", "3")
+    assert stats.num_shards == 3  # 7 training examples, 3 per shard
+    users = {}
+    for s in range(3):
+        with open(out / prepared.users_shard_name(s, 3)) as f:
+            ids = [json.loads(line)["user_id"] for line in f]
+        assert ids == sorted(ids)
+        users.update(dict.fromkeys(ids, s))
+    for s in range(3):
+        for record in tf.data.TFRecordDataset(str(out / f"train-{s:05d}-of-00003.tfrecord")):
+            user = tf.train.Example.FromString(record.numpy()).features.feature["user_id"].bytes_list.value[0]
+            assert users[user.decode()] == s
+    assert sorted(users) == sorted(u.user_id for u in PreparedData(str(out)).users()) and len(users) == 4

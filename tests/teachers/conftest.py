@@ -1,7 +1,7 @@
 """Fixtures of the teacher tests: small prepared folders (the side files a teacher job reads).
 
 The Beam ``prepare`` job writes prepared folders; these fixtures write only the side files
-(``items.jsonl``, ``users.jsonl``, ``stats.json``, ``vocab/``) that the scoring job reads through
+(``items.jsonl``, ``users-00000-of-00001.jsonl``, ``stats.json``, ``vocab/``) that the scoring job reads through
 ``PreparedData``, from synthetic data or from a leave-last-out split of the bundled MovieLens
 latest-small (last item test, second to last validation, the rest training). The ``popularity``
 teacher registered here is a cheap real teacher for tests of the job's cache and bookkeeping.
@@ -39,7 +39,7 @@ def write_prepared(directory: str, items: list[Item], users: list[User], seed: i
     with open(os.path.join(directory, prepared.ITEMS_FILE), "w", encoding="utf-8") as f:
         for it in items:
             f.write(json.dumps(dataclasses.asdict(it)) + "\n")
-    with open(os.path.join(directory, prepared.USERS_FILE), "w", encoding="utf-8") as f:
+    with open(os.path.join(directory, prepared.users_shard_name(0, 1)), "w", encoding="utf-8") as f:
         for u in users:
             f.write(json.dumps(dataclasses.asdict(u)) + "\n")
     with open(os.path.join(directory, prepared.ITEMS_VOCAB), "w", encoding="utf-8") as f:

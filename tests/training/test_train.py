@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from tests.synthetic import make_prepared
+from tfrs_selreg.data import prepared as prepared_lib
 from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.evaluation.ranking import OVERALL, RankingEvaluator
@@ -141,7 +142,7 @@ def test_a_truncated_users_file_names_its_line(prepared, tmp_path, capsys):
     import shutil
 
     damaged = shutil.copytree(prepared, tmp_path / "damaged")
-    users = damaged / "users.jsonl"
+    users = damaged / prepared_lib.users_shard_name(0, 1)
     lines = users.read_text().splitlines()
     users.write_text("\n".join(lines[:5] + [lines[5][:20]]) + "\n")
     assert main(["--prepared", str(damaged), "--output", str(tmp_path / "run"), "--gate", "none"]) == 2

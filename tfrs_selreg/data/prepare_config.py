@@ -36,7 +36,9 @@ class PrepareConfig:
       teacher_pairs, probe_pairs: P and Q, label pairs sampled into each training example.
       seed: seeds the splits, the cold-start simulation and the pair sampling.
       max_error_fraction: the job fails above this fraction of rejected rows.
-      num_shards: TFRecord shards per split.
+      num_shards: TFRecord (and users-file) shards per split; ``0`` (``--num-shards auto``): one shard per
+        ``examples_per_shard`` training examples, so that a shard's memory on its worker is bounded.
+      examples_per_shard: the shard size of ``num_shards: 0``.
     """
 
     dataset: str
@@ -57,8 +59,11 @@ class PrepareConfig:
     seed: int = 0
     max_error_fraction: float = 0.01
     num_shards: int = 2
+    examples_per_shard: int = 100_000
 
     def __post_init__(self) -> None:
+        if self.num_shards < 0 or self.examples_per_shard < 1:
+            raise typed_config.ConfigError("num_shards must be >= 0 (0: auto) and examples_per_shard >= 1")
         if self.split not in splitting.SPLIT_MODES:
             raise typed_config.ConfigError(f"split {self.split!r} is not one of {splitting.SPLIT_MODES}")
         if self.split == splitting.SPLIT_TEMPORAL and self.temporal_val_fraction + self.temporal_test_fraction >= 1:

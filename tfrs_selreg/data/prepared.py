@@ -12,8 +12,9 @@
       items.jsonl                     the item catalog, same order as vocab/items.txt:
                                       {item_id, title, categories, description, brand, tags,
                                        popularity, long_tail}
-      users.jsonl                     per user: {user_id, train_items (chronological), val_items,
-                                       test_items, history_length, cold_start}
+      users-SSSSS-of-NNNNN.jsonl      per user: {user_id, train_items (chronological), val_items,
+                                       test_items, history_length, cold_start}; shard s holds the users
+                                       whose records are in the TFRecord shards s, sorted by user id
       stats.json                      tfrs_selreg.data.prepare_stats.PrepareStats: counts, thresholds,
                                       rejected rows by reason
       prepare_config.json             tfrs_selreg.data.prepare_config.PrepareConfig: what it was made from
@@ -28,6 +29,7 @@ Teachers, the evaluator and the exporter read the side files through :class:`Pre
 from __future__ import annotations
 
 import dataclasses
+import glob
 import hashlib
 import json
 import os
@@ -41,10 +43,19 @@ from tfrs_selreg.typed_config import ConfigError
 USERS_VOCAB = os.path.join("vocab", "users.txt")
 ITEMS_VOCAB = os.path.join("vocab", "items.txt")
 ITEMS_FILE = "items.jsonl"
-USERS_FILE = "users.jsonl"
+USERS_PREFIX = "users"
 STATS_FILE = "stats.json"
 DATASET_CARD = "dataset_card.md"
 DEAD_LETTER_DIR = "dead_letter"
+
+
+def users_shard_name(shard: int, num_shards: int) -> str:
+    """The name of one users file, like the TFRecord shards' (``users-00000-of-00002.jsonl``)."""
+    return f"{USERS_PREFIX}-{shard:05d}-of-{num_shards:05d}.jsonl"
+
+
+def users_pattern(directory: str) -> str:
+    return os.path.join(directory, f"{USERS_PREFIX}-[0-9]*-of-[0-9]*.jsonl")
 
 
 def split_pattern(directory: str, split: str) -> str:
@@ -93,7 +104,7 @@ class User:
     cold_start: bool
 
     def to_json(self) -> str:
-        """Its ``users.jsonl`` line (read back by :meth:`PreparedData.users`)."""
+        """Its line of a users file (read back by :meth:`PreparedData.users`)."""
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
@@ -106,11 +117,18 @@ class PreparedData:
 
     def __init__(self, directory: str):
         self.directory = directory
-        for name in (ITEMS_FILE, USERS_FILE, STATS_FILE):
+        for name in (ITEMS_FILE, STATS_FILE):
             if not os.path.exists(os.path.join(directory, name)):
                 raise FileNotFoundError(
                     f"{os.path.join(directory, name)} not found: {directory!r} is not a folder written "
                     "by `tfrs-selreg prepare` (or that run failed).")
+        self.users_files = sorted(glob.glob(users_pattern(directory)))
+        if not self.users_files:
+            legacy = os.path.join(directory, "users.jsonl")
+            raise PreparedFolderError(
+                    f"{directory} holds no users-SSSSS-of-NNNNN.jsonl"
+                    + (f" ({legacy} is the layout of an older version)" if os.path.exists(legacy) else "")
+                    + ": run `tfrs-selreg prepare` again.")
 
     def _jsonl(self, name: str):
         path = os.path.join(self.directory, name)
@@ -133,17 +151,23 @@ class PreparedData:
             out.append(Item(**d))
         return out
 
+    def user_shards(self):
+        """The users of each users file in turn (a list per file: a shard's memory, not the folder's)."""
+        for path in self.users_files:
+            out = []
+            for number, d in enumerate(self._jsonl(os.path.basename(path)), start=1):
+                try:
+                    for k in ("train_items", "val_items", "test_items"):
+                        d[k] = tuple(d[k])
+                    out.append(User(**d))
+                except (KeyError, TypeError) as e:
+                    raise PreparedFolderError(f"{path}:{number}: not a user row ({type(e).__name__}: {e}); "
+                                              "run `tfrs-selreg prepare` again.") from None
+            yield out
+
     def users(self) -> list[User]:
-        out = []
-        for number, d in enumerate(self._jsonl(USERS_FILE), start=1):
-            try:
-                for k in ("train_items", "val_items", "test_items"):
-                    d[k] = tuple(d[k])
-                out.append(User(**d))
-            except (KeyError, TypeError) as e:
-                raise PreparedFolderError(f"{os.path.join(self.directory, USERS_FILE)}:{number}: not a user row "
-                                          f"({type(e).__name__}: {e}); run `tfrs-selreg prepare` again.") from None
-        return out
+        """Every user, sorted by user id."""
+        return sorted((u for shard in self.user_shards() for u in shard), key=lambda u: u.user_id)
 
     def fingerprint(self) -> str:
         """SHA-256 over the files that fix what an index means: both vocabularies and ``schema.json``.

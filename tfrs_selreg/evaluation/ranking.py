@@ -9,7 +9,7 @@ Held-out items are the split's items of the user; excluded items are what the us
 before: the training items, plus the validation items when evaluating ``test``. Segments:
 
 - ``overall``: every user with a held-out item;
-- ``cold_start``: the same values restricted to cold-start users (``users.jsonl`` ``cold_start``);
+- ``cold_start``: the same values restricted to cold-start users (the users files' ``cold_start``);
 - ``long_tail``: positives restricted to held-out long-tail items; the user's other held-out items
   are neither positives nor negatives (they are interactions, so they are excluded).
 
