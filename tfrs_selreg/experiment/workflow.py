@@ -88,7 +88,7 @@ class Experiment:
         beam = list(c.beam_args)
         base = os.path.join(c.root, "prepared-base")
         prepare_base = Stage("prepare", "prepare", data_args + ["--output", base] + flags(c.prepare_args) + beam,
-                             os.path.join(base, "schema.json"), self._call("prepare"),
+                             os.path.join(base, PREPARE_CONFIG_FILE), self._call("prepare"),
                              config_file=os.path.join(base, PREPARE_CONFIG_FILE))
         data_stages = [prepare_base]
         joins = {}
@@ -101,7 +101,7 @@ class Experiment:
                            os.path.join(labels, "manifest.json"), self._call("score"), after=[prepare_base])
             joins[teacher] = Stage(f"join labels{suffix}", "prepare",
                                    data_args + ["--output", joined, "--labels", labels] + flags(c.prepare_args) + beam,
-                                   os.path.join(joined, "schema.json"), self._call("prepare"), after=[scored],
+                                   os.path.join(joined, PREPARE_CONFIG_FILE), self._call("prepare"), after=[scored],
                                    config_file=os.path.join(joined, PREPARE_CONFIG_FILE))
             data_stages += [scored, joins[teacher]]
         runs = []
