@@ -12,6 +12,7 @@ import time
 from typing import Any, Optional
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
 from beam_pipelines.score.options import (
@@ -33,16 +34,17 @@ from tfrs_selreg.teachers.cache import ResultCache
 
 def _remove_stale_outputs(output: str) -> None:
     # Outputs are rebuilt in full from the cache; old shards (maybe with another shard count) would
-    # otherwise be read as duplicate labels.
-    patterns = (f"{LABELS_PREFIX}-*.jsonl", os.path.join(DEAD_LETTER_DIR, f"{DEAD_LETTER_PREFIX}-*.jsonl"),
-                os.path.join(item_embeddings.DIR, "*"), STATS_TEMP_FILE, manifest.MANIFEST_FILE)
-    for pattern in patterns:
-        for path in glob.glob(os.path.join(output, pattern)):
-            os.remove(path)
-    # Beam's temporary folders of a killed run hold partial label shards; Beam writes them only there.
-    for folder in glob.glob(os.path.join(output, "**", "beam-temp-*"), recursive=True):
-        if os.path.isdir(folder):
-            shutil.rmtree(folder)
+    # otherwise be read as duplicate labels. Beam's temporary files of a killed run hold partial label
+    # shards; Beam writes them only under beam-temp-* folders.
+    patterns = [f"{LABELS_PREFIX}-*.jsonl", f"{DEAD_LETTER_DIR}/{DEAD_LETTER_PREFIX}-*.jsonl",
+                f"{item_embeddings.DIR}/*", STATS_TEMP_FILE, manifest.MANIFEST_FILE, "**beam-temp-*/**"]
+    matched = FileSystems.match([FileSystems.join(output, p) for p in patterns])
+    stale = [m.path for r in matched for m in r.metadata_list]
+    if stale:
+        FileSystems.delete(stale)
+    if "://" not in output:  # an object store has no folders left behind; a local disk has (empty) ones
+        for folder in glob.glob(os.path.join(output, "**", "beam-temp-*"), recursive=True):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def score(config: ScoreConfig, options: Optional[PipelineOptions] = None) -> dict[str, Any]:
@@ -74,7 +76,9 @@ def score(config: ScoreConfig, options: Optional[PipelineOptions] = None) -> dic
     logging.info("score: %d prompts for %d users with teacher %s (%d cached, %d to score)",
                  len(plans), len(planned_users), config.teacher, hits, len(plans) - hits)
 
-    os.makedirs(os.path.join(config.output, DEAD_LETTER_DIR), exist_ok=True)
+    dead_letters = FileSystems.join(config.output, DEAD_LETTER_DIR)
+    if not FileSystems.exists(dead_letters):
+        FileSystems.mkdirs(dead_letters)
     _remove_stale_outputs(config.output)
     cold = frozenset(u.user_id for u in users if u.cold_start and u.user_id in planned_users)
     # A teacher that embeds item texts also leaves those embeddings for training (item_embeddings).
@@ -85,10 +89,10 @@ def score(config: ScoreConfig, options: Optional[PipelineOptions] = None) -> dic
         item_embeddings.write_info(config.output, teacher=teacher.name, model=str(getattr(teacher, "model", "")),
                                    dim=_embedding_dim(config.output), items=len(items))
 
-    stats_path = os.path.join(config.output, STATS_TEMP_FILE)
-    with open(stats_path, encoding="utf-8") as f:
-        stats = json.load(f)
-    os.remove(stats_path)
+    stats_path = FileSystems.join(config.output, STATS_TEMP_FILE)
+    with FileSystems.open(stats_path) as f:
+        stats = json.loads(f.read().decode("utf-8"))
+    FileSystems.delete([stats_path])
     planned = {
         "users": len(planned_users),
         "cold_start_users": len(cold),

@@ -42,7 +42,7 @@ class ScoreOptions(PipelineOptions):
         d = candidates_lib.CandidateConfig()
         add_flag(parser, "--prepared", default=None, help="prepared folder (tfrs-selreg prepare)")
         add_flag(parser, "--teacher", default="embedding", help=f"one of {registry.names()}")
-        add_flag(parser, "--output", default=None, help="output folder (local)")
+        add_flag(parser, "--output", default=None, help="output folder, local or gs://")
         add_flag(parser, "--cache-dir", dest="cache_dir", default=None,
                   help=f"result cache folder (default OUTPUT/{CACHE_DIR}); share it between runs")
         add_flag(parser, "--seed", type=flags.integer(0), default=d.seed)

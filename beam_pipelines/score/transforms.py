@@ -72,6 +72,9 @@ class CheckAndCache(beam.DoFn):
                          self._count / max(elapsed, 1e-9))
         yield request, result, False
 
+    def finish_bundle(self):
+        self._writer.flush()  # a bundle's results are in the cache before Beam counts the bundle done
+
     def teardown(self):
         self._writer.close()
 

@@ -1,4 +1,4 @@
-"""The result cache: append-only shards, kill safety, resume, and reruns without model calls."""
+"""The result cache: whole objects, kill safety, resume, and reruns without model calls."""
 
 import glob
 import json
@@ -65,17 +65,18 @@ def test_line_cut_by_a_kill_is_skipped_and_new_writers_use_new_shards(tmp_path):
     first.put("k1", _result("u1"))
     first.put("k2", _result("u2"))
     first.close()
-    with open(first.path, encoding="utf-8") as f:
+    [path] = first.paths
+    with open(path, encoding="utf-8") as f:
         text = f.read()
-    # A kill during the second write leaves half a line with no newline.
-    with open(first.path, "w", encoding="utf-8") as f:
+    # A kill during the write of a local object leaves half a line with no newline.
+    with open(path, "w", encoding="utf-8") as f:
         f.write(text[:len(text) - len(text.splitlines()[1]) // 2 - 1])
     with open(os.path.join(tmp_path, "shard-other.jsonl"), "w", encoding="utf-8") as f:
         f.write("not json\n")
     second = cache_lib.CacheWriter(str(tmp_path))
     second.put("k2", _result("u2", pref=0.9))
     second.close()
-    assert second.path != first.path
+    assert second.paths != first.paths
     loaded = cache_lib.ResultCache.load(str(tmp_path))
     assert loaded.skipped_lines == 2 and loaded.shards == 3
     assert loaded.get("k1") == _result("u1")
@@ -121,13 +122,15 @@ def test_job_killed_half_way_resumes_without_repeating_finished_prompts(syntheti
     full = _run(synthetic_prepared, out)
     labels = _labels(out)
     prompts = full["counts"]["prompts"]
-    (shard,) = glob.glob(os.path.join(out, "cache", "shard-*.jsonl"))
-    with open(shard, encoding="utf-8") as f:
-        lines = f.readlines()
+    objects = sorted(glob.glob(os.path.join(out, "cache", "shard-*.jsonl")))
+    lines = [line for path in objects for line in open(path, encoding="utf-8")]
+    assert len(lines) == prompts
     finished = prompts // 2
-    # What a kill during the write of result `finished + 1` leaves behind; the killed run never
-    # got to write its labels or manifest.
-    with open(shard, "w", encoding="utf-8") as f:
+    # What a kill during the write of the object after result `finished` leaves on a local disk; the
+    # killed run never got to write its labels or manifest.
+    for path in objects:
+        os.remove(path)
+    with open(objects[0], "w", encoding="utf-8") as f:
         f.writelines(lines[:finished])
         f.write(lines[finished][:40])
     for path in glob.glob(os.path.join(out, "labels-*.jsonl")) + [os.path.join(out, "manifest.json")]:

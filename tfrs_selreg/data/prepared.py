@@ -29,11 +29,14 @@ Teachers, the evaluator and the exporter read the side files through :class:`Pre
 from __future__ import annotations
 
 import dataclasses
-import glob
 import hashlib
+import io
 import json
 import os
 from typing import Optional
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from tfrs_selreg.data.prepare_config import PREPARE_CONFIG_FILE, PrepareConfig
 from tfrs_selreg.data.prepare_stats import PrepareStats
@@ -108,6 +111,14 @@ class User:
         return json.dumps(dataclasses.asdict(self), sort_keys=True)
 
 
+_RAW = CompressionTypes.UNCOMPRESSED
+
+
+def _text(path: str) -> io.TextIOWrapper:
+    """``path`` opened for reading text through Beam's file systems (local or ``gs://``)."""
+    return io.TextIOWrapper(FileSystems.open(path, compression_type=_RAW), encoding="utf-8")
+
+
 class PreparedFolderError(ValueError):
     """A side file of the prepared folder is damaged; the message names the file and line."""
 
@@ -118,21 +129,21 @@ class PreparedData:
     def __init__(self, directory: str):
         self.directory = directory
         for name in (ITEMS_FILE, STATS_FILE):
-            if not os.path.exists(os.path.join(directory, name)):
+            if not FileSystems.exists(os.path.join(directory, name)):
                 raise FileNotFoundError(
                     f"{os.path.join(directory, name)} not found: {directory!r} is not a folder written "
                     "by `tfrs-selreg prepare` (or that run failed).")
-        self.users_files = sorted(glob.glob(users_pattern(directory)))
+        self.users_files = sorted(m.path for m in FileSystems.match([users_pattern(directory)])[0].metadata_list)
         if not self.users_files:
             legacy = os.path.join(directory, "users.jsonl")
             raise PreparedFolderError(
                     f"{directory} holds no users-SSSSS-of-NNNNN.jsonl"
-                    + (f" ({legacy} is the layout of an older version)" if os.path.exists(legacy) else "")
+                    + (f" ({legacy} is the layout of an older version)" if FileSystems.exists(legacy) else "")
                     + ": run `tfrs-selreg prepare` again.")
 
     def _jsonl(self, name: str):
         path = os.path.join(self.directory, name)
-        with open(path, encoding="utf-8") as f:
+        with _text(path) as f:
             for number, line in enumerate(f, start=1):
                 try:
                     row = json.loads(line)
@@ -178,7 +189,7 @@ class PreparedData:
         digest = hashlib.sha256()
         for name in (ITEMS_VOCAB, USERS_VOCAB, SCHEMA_FILE):
             digest.update(name.encode("utf-8") + b"\0")
-            with open(os.path.join(self.directory, name), "rb") as f:
+            with FileSystems.open(os.path.join(self.directory, name), compression_type=_RAW) as f:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     digest.update(block)
         return digest.hexdigest()
@@ -186,7 +197,7 @@ class PreparedData:
     def stats(self) -> PrepareStats:
         """``stats.json``; a file of another layout is a :class:`PreparedFolderError` naming it."""
         path = os.path.join(self.directory, STATS_FILE)
-        with open(path, encoding="utf-8") as f:
+        with _text(path) as f:
             text = f.read()
         try:
             return PrepareStats.from_text(text, where=path)
@@ -197,9 +208,9 @@ class PreparedData:
         """``prepare_config.json``: what the folder was made from (``None`` for folders prepared before it
         was written)."""
         path = os.path.join(self.directory, PREPARE_CONFIG_FILE)
-        if not os.path.exists(path):
+        if not FileSystems.exists(path):
             return None
-        with open(path, encoding="utf-8") as f:
+        with _text(path) as f:
             text = f.read()
         try:
             return PrepareConfig.from_text(text, where=path)
@@ -207,9 +218,9 @@ class PreparedData:
             raise PreparedFolderError(f"{path}: {e}") from None
 
     def item_vocabulary(self) -> list[str]:
-        with open(os.path.join(self.directory, ITEMS_VOCAB), encoding="utf-8") as f:
+        with _text(os.path.join(self.directory, ITEMS_VOCAB)) as f:
             return [line.rstrip("\n") for line in f]
 
     def user_vocabulary(self) -> list[str]:
-        with open(os.path.join(self.directory, USERS_VOCAB), encoding="utf-8") as f:
+        with _text(os.path.join(self.directory, USERS_VOCAB)) as f:
             return [line.rstrip("\n") for line in f]

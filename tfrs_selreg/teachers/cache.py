@@ -4,11 +4,13 @@ A teacher's answer to a request is stored under ``Teacher.cache_key(request)`` (
 template version and the hash of everything the teacher saw), so a changed prompt, model or scoring
 rule never reuses an old answer.
 
-Layout: a cache folder (``OUT/cache/`` or ``--cache-dir``) of append-only JSON-lines shard files,
-``shard-<host>-<pid>-<random>.jsonl``, one per writer (one per Beam worker DoFn instance), so writers
-never share a file. Each result is one line, written with one ``write`` and flushed at once: a job
-killed half-way keeps every result it had finished. A new writer always opens a new shard, so a
-line cut short by a kill is never continued by later data; :meth:`ResultCache.load` skips such a
+Layout: a cache folder (``OUT/cache/`` or ``--cache-dir``, any Beam file system: local or ``gs://``) of
+JSON-lines objects, ``shard-<host>-<pid>-<random>.jsonl``, each written whole and never appended to
+(object stores cannot append), one result per line. A writer (one per Beam worker DoFn instance)
+buffers results and writes an object every ``flush_every`` results, every ``flush_seconds`` and at the
+end of each bundle, so writers never share an object and a job killed half-way keeps every result but
+those of its last unwritten buffer (at most ``flush_every`` per worker, or ``flush_seconds`` of work). On
+a local disk a kill during a write can leave an object cut short; :meth:`ResultCache.load` skips such a
 line (and any other undecodable one) and counts it instead of failing.
 
 Only successful results are cached. A failed request (rate limit, invalid JSON, ...) is retried by
@@ -17,12 +19,15 @@ the next run, which is what a rerun is for; failures are counted in the manifest
 
 from __future__ import annotations
 
-import glob
 import json
 import os
 import socket
+import time
 import uuid
 from typing import Optional
+
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 
 from tfrs_selreg.data import labels
 from tfrs_selreg.teachers.base import ScoringResult
@@ -62,11 +67,11 @@ def result_from_json(line: str) -> tuple[str, ScoringResult]:
 
 
 class ResultCache:
-    """Read side of the cache: every complete line of every shard, by key (a later line wins).
+    """Read side of the cache: every complete line of every object, by key (a later line wins).
 
     Attributes:
       skipped_lines: lines that were cut short by a kill or could not be decoded.
-      shards: shard files read.
+      shards: objects read.
     """
 
     def __init__(self, entries: dict[str, ScoringResult], skipped_lines: int = 0, shards: int = 0):
@@ -79,19 +84,19 @@ class ResultCache:
         """Reads ``directory/shard-*.jsonl``; a missing folder is an empty cache."""
         entries: dict[str, ScoringResult] = {}
         skipped = 0
-        paths = sorted(glob.glob(os.path.join(directory, SHARD_PATTERN)))
+        paths = sorted(m.path for m in FileSystems.match([FileSystems.join(directory, SHARD_PATTERN)])[0].metadata_list)
         for path in paths:
-            with open(path, encoding="utf-8", errors="replace") as f:
-                for line in f:
-                    if not line.endswith("\n"):
-                        skipped += 1  # The last line of a writer that was killed mid-write.
-                        continue
-                    try:
-                        key, result = result_from_json(line)
-                    except (ValueError, KeyError, TypeError):
-                        skipped += 1
-                        continue
-                    entries[key] = result
+            with FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+                text = f.read().decode("utf-8", errors="replace")
+            lines = text.split("\n")
+            skipped += bool(lines[-1])  # the last line of a write cut short by a kill has no newline
+            for line in lines[:-1]:
+                try:
+                    key, result = result_from_json(line)
+                except (ValueError, KeyError, TypeError):
+                    skipped += 1
+                    continue
+                entries[key] = result
         return cls(entries, skipped, len(paths))
 
     def get(self, key: str) -> Optional[ScoringResult]:
@@ -105,25 +110,37 @@ class ResultCache:
 
 
 class CacheWriter:
-    """Write side: one append-only shard file, opened on the first :meth:`put`."""
+    """Write side: successful results buffered and written as whole new objects (see the module docstring).
 
-    def __init__(self, directory: str):
+    Attributes:
+      paths: the objects written so far.
+    """
+
+    def __init__(self, directory: str, flush_every: int = 100, flush_seconds: float = 30.0):
         self.directory = directory
-        self.path: Optional[str] = None
-        self._file = None
+        self.flush_every = flush_every
+        self.flush_seconds = flush_seconds
+        self.paths: list[str] = []
+        self._lines: list[str] = []
+        self._since = time.monotonic()
 
     def put(self, key: str, result: ScoringResult) -> None:
-        """Appends one successful result and flushes it to the OS, so a killed job keeps it."""
-        line = result_to_json(key, result) + "\n"
-        if self._file is None:
-            os.makedirs(self.directory, exist_ok=True)
-            name = f"shard-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}.jsonl"
-            self.path = os.path.join(self.directory, name)
-            self._file = open(self.path, "a", encoding="utf-8")
-        self._file.write(line)
-        self._file.flush()
+        """Buffers one successful result; writes the buffer when it is full or old enough."""
+        self._lines.append(result_to_json(key, result) + "\n")
+        if len(self._lines) >= self.flush_every or time.monotonic() - self._since >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Writes the buffered results as one new object (nothing when the buffer is empty)."""
+        self._since = time.monotonic()
+        if not self._lines:
+            return
+        name = f"shard-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:12]}.jsonl"
+        path = FileSystems.join(self.directory, name)
+        with FileSystems.create(path, compression_type=CompressionTypes.UNCOMPRESSED) as f:
+            f.write("".join(self._lines).encode("utf-8"))
+        self.paths.append(path)
+        self._lines = []
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        self.flush()

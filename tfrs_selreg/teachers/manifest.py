@@ -202,9 +202,11 @@ def redact(text: str, secrets: Sequence[str]) -> str:
 
 def write_manifest(directory: str, manifest: dict[str, Any], secrets: Sequence[str]) -> str:
     """Writes ``manifest.json`` (secret values redacted); returns its path."""
-    path = os.path.join(directory, MANIFEST_FILE)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(redact(json.dumps(manifest, indent=2, sort_keys=False), secrets) + "\n")
+    from apache_beam.io.filesystems import FileSystems
+
+    path = FileSystems.join(directory, MANIFEST_FILE)
+    with FileSystems.create(path) as f:
+        f.write((redact(json.dumps(manifest, indent=2, sort_keys=False), secrets) + "\n").encode("utf-8"))
     return path
 
 
