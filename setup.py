@@ -10,7 +10,7 @@ REQUIRED = [
     "tensorflow==2.21.0",
     "tf-keras==2.21.0",
     "tensorflow-recommenders==0.7.7",
-    "apache-beam[tfrecord]==2.77.0",
+    "apache-beam[gcp,tfrecord]==2.77.0",  # gcp: gs:// paths (Dataflow)
     "google-crc32c",
     "tensorflow-datasets==4.9.10",
     "importlib_resources",
@@ -38,6 +38,7 @@ EXTRAS = {
     "dev": [
         "pytest",
         "requests",  # the llama.cpp server fixture
+        "gcp-storage-emulator",  # the GCS-protocol server of tests/beam/test_gcs.py
         "pytest-timeout",
         "ruff",
     ],

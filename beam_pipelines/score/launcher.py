@@ -108,11 +108,15 @@ def score(config: ScoreConfig, options: Optional[PipelineOptions] = None) -> dic
 
 
 def _embedding_dim(output: str) -> int:
-    import tensorflow as tf
+    """The length of the first item vector the job wrote (read through Beam, so ``gs://`` works)."""
+    from apache_beam.io.tfrecordio import _TFRecordUtil
+    from tensorflow.core.example import example_pb2
 
-    path = sorted(tf.io.gfile.glob(os.path.join(item_embeddings.folder(output), "*" + item_embeddings.SUFFIX)))[0]
-    record = next(iter(tf.data.TFRecordDataset(path).take(1))).numpy()
-    return len(tf.train.Example.FromString(record).features.feature[item_embeddings.EMBEDDING].float_list.value)
+    [path, *_] = sorted(m.path for m in FileSystems.match(
+        [FileSystems.join(item_embeddings.folder(output), "*" + item_embeddings.SUFFIX)])[0].metadata_list)
+    with FileSystems.open(path) as f:
+        record = _TFRecordUtil.read_record(f)
+    return len(example_pb2.Example.FromString(record).features.feature[item_embeddings.EMBEDDING].float_list.value)
 
 
 def run(argv: Optional[list[str]] = None, save_main_session: bool = True) -> dict[str, Any]:

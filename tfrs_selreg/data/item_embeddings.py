@@ -51,10 +51,12 @@ def to_example_bytes(item_id: str, vector: np.ndarray) -> bytes:
 
 
 def write_info(directory: str, *, teacher: str, model: str, dim: int, items: int) -> None:
-    import tensorflow as tf
+    """Writes ``info.json`` through Beam's file systems (the score job writes it; ``gs://`` works)."""
+    from apache_beam.io.filesystems import FileSystems
 
-    with tf.io.gfile.GFile(os.path.join(folder(directory), INFO_FILE), "w") as f:
-        f.write(json.dumps({"teacher": teacher, "model": model, "dim": dim, "items": items}, indent=2) + "\n")
+    with FileSystems.create(os.path.join(folder(directory), INFO_FILE)) as f:
+        f.write((json.dumps({"teacher": teacher, "model": model, "dim": dim, "items": items}, indent=2) + "\n")
+                .encode("utf-8"))
 
 
 def write(directory: str, item_ids: Sequence[str], vectors: np.ndarray, *, teacher: str, model: str,
