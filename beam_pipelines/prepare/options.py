@@ -76,7 +76,7 @@ class PrepareOptions(PipelineOptions):
         add_flag(parser, "--examples-per-shard", dest="examples_per_shard", type=flags.integer(1),
                  default=d["examples_per_shard"], help="shard size of --num-shards auto")
         # Not part of PrepareConfig: how the input is cut for the workers changes no output byte.
-        add_flag(parser, "--read-range-bytes", dest="read_range_bytes", type=flags.integer(4096), default=64 << 20,
+        add_flag(parser, "--read-range-bytes", dest="read_range_bytes", type=flags.integer(256), default=64 << 20,
                  help="an interactions file of one row per line is read by the workers in ranges of this size")
 
 

@@ -31,8 +31,7 @@ def test_embedding_job_on_bundled_movielens_slice(movielens_prepared, tmp_path):
     out = str(tmp_path / "scored")
     argv = ["--prepared", movielens_prepared, "--output", out, "--teacher", "embedding",
             "--long-tail-users-per-item", "1", "--probes-per-user", "4", "--seed", "5",
-            "--runner", "DirectRunner", "--direct_num_workers", "2",
-            "--direct_running_mode", "multi_processing"]
+            "--runner", "DirectRunner"]  # 2 worker processes: tests/beam/test_gcs.py
     result = score_job.run(argv, save_main_session=False)
 
     data = PreparedData(movielens_prepared)
@@ -73,8 +72,8 @@ def test_embedding_job_on_bundled_movielens_slice(movielens_prepared, tmp_path):
     assert item_embeddings.info(out) == {"teacher": "embedding", "model": "sentence-transformers/all-MiniLM-L6-v2",
                                          "dim": 384, "items": len(vocabulary)}
 
-    # Rerun in one process: all cached, no model loaded or called, the same labels in fewer shards.
-    again = score_job.run(argv[:-4], save_main_session=False)
+    # Rerun: all cached, no model loaded or called, the same labels.
+    again = score_job.run(argv, save_main_session=False)
     assert again["counts"]["cache_hits"] == counts["prompts"]
     assert again["counts"]["model_calls"] == 0
     assert sorted(r.to_json() for r in _label_rows(out)) == sorted(r.to_json() for r in rows)

@@ -9,7 +9,8 @@ JSON-lines objects, ``shard-<host>-<pid>-<random>.jsonl``, each written whole an
 (object stores cannot append), one result per line. A writer (one per Beam worker DoFn instance)
 buffers results and writes an object every ``flush_every`` results, every ``flush_seconds`` and at the
 end of each bundle, so writers never share an object and a job killed half-way keeps every result but
-those of its last unwritten buffer (at most ``flush_every`` per worker, or ``flush_seconds`` of work). On
+those of its last unwritten buffer (at most ``flush_every`` results or ``flush_seconds`` of work per
+worker: 100 and 2 s by default, a PUT every 2 s at most, which an object store takes easily). On
 a local disk a kill during a write can leave an object cut short; :meth:`ResultCache.load` skips such a
 line (and any other undecodable one) and counts it instead of failing.
 
@@ -116,7 +117,7 @@ class CacheWriter:
       paths: the objects written so far.
     """
 
-    def __init__(self, directory: str, flush_every: int = 100, flush_seconds: float = 30.0):
+    def __init__(self, directory: str, flush_every: int = 100, flush_seconds: float = 2.0):
         self.directory = directory
         self.flush_every = flush_every
         self.flush_seconds = flush_seconds

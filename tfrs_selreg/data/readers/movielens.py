@@ -154,11 +154,7 @@ class MovieLens1MReader(_HeaderlessReader):
 
     def read_items(self, data_dir: str) -> Iterator[Item | Rejected]:
         path = join_path(data_dir, self._ITEMS)
-        for entry in text_lines(path, "latin-1"):
-            if isinstance(entry, Rejected):
-                yield entry
-                continue
-            number, line = entry
+        for number, line in text_lines(path, "latin-1"):  # latin-1 decodes any byte: no Rejected here.
             fields = line.split(self._SEPARATOR)
             if len(fields) != 3:
                 yield reject(path, number, REJECT_WRONG_COLUMN_COUNT, line)
@@ -209,11 +205,7 @@ class MovieLens100KReader(_HeaderlessReader):
     def read_items(self, data_dir: str) -> Iterator[Item | Rejected]:
         genres = self._genre_names(data_dir)
         path = join_path(data_dir, self._ITEMS)
-        for entry in text_lines(path, "latin-1"):
-            if isinstance(entry, Rejected):
-                yield entry
-                continue
-            number, line = entry
+        for number, line in text_lines(path, "latin-1"):  # latin-1 decodes any byte: no Rejected here.
             fields = line.split("|")
             if len(fields) != 5 + len(genres):
                 yield reject(path, number, REJECT_WRONG_COLUMN_COUNT, line)
