@@ -78,23 +78,32 @@ class Stage:
         return shlex.join(["tfrs-selreg", self.command, *self.argv])
 
 
+def _fs():
+    """Beam's file systems (records sit next to outputs that may be on gs://); imported when first used,
+    so planning stays free of Beam."""
+    from apache_beam.io.filesystems import FileSystems
+
+    return FileSystems
+
+
 def read_record(path: str) -> Optional[dict[str, Any]]:
     """The stage record at ``path``; ``None`` when absent or unreadable (e.g. half written)."""
     try:
-        with open(path, encoding="utf-8") as f:
-            record = json.load(f)
+        with _fs().open(path) as f:
+            record = json.loads(f.read().decode("utf-8"))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) else None
 
 
 def _write_record(path: str, record: dict[str, Any]) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fs = _fs()
     tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(record, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    with fs.create(tmp) as f:  # then renamed: a reader never sees half a record
+        f.write((json.dumps(record, indent=1) + "\n").encode("utf-8"))
+    if fs.exists(path):
+        fs.delete([path])
+    fs.rename([tmp], [path])
 
 
 class StageRunner:
@@ -126,7 +135,7 @@ class StageRunner:
         """``None`` when ``stage`` can be skipped, else why it must run."""
         if self.force:
             return "--force"
-        if not os.path.exists(stage.done_file):
+        if not _fs().exists(stage.done_file):
             return "the last attempt did not finish" if read_record(stage.record_path) else NOT_DONE
         record = read_record(stage.record_path)
         if record is None:
@@ -147,12 +156,12 @@ class StageRunner:
     def _config_changes(self, stage: Stage) -> Optional[list[str]]:
         """The fields where the stage's saved config and the one its argv resolves to differ; ``None``
         when there is nothing to compare (no resolver, no config file, or an argv the command rejects)."""
-        if self.resolve is None or stage.config_file is None or not os.path.exists(stage.config_file):
+        if self.resolve is None or stage.config_file is None or not _fs().exists(stage.config_file):
             return None
         try:
             new = self.resolve(stage.command, list(stage.argv))
-            with open(stage.config_file, encoding="utf-8") as f:
-                saved = json.load(f)
+            with _fs().open(stage.config_file) as f:
+                saved = json.loads(f.read().decode("utf-8"))
         except (Exception, SystemExit):  # noqa: BLE001  (argparse exits; the stage will report the error)
             return None
         if new is None or not isinstance(saved, dict):
@@ -184,9 +193,9 @@ class StageRunner:
             raise RuntimeError(f"stage {stage.title!r} failed (exit {code}); command: {stage.shell}")
         if stage.on_done is not None:
             stage.on_done()
-        if not os.path.exists(stage.done_file):
+        if not _fs().exists(stage.done_file):
             raise RuntimeError(f"stage {stage.title!r} exited 0 but did not write {stage.done_file}")
-        record.update(status=STATUS_DONE, produced=os.path.getmtime(stage.done_file), seconds=round(seconds, 3))
+        record.update(status=STATUS_DONE, produced=_fs().last_updated(stage.done_file), seconds=round(seconds, 3))
         _write_record(stage.record_path, record)
         self.ran.append(stage.title)
         self._say(stage.title, f"finished in {seconds:.0f} s")
