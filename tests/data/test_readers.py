@@ -531,3 +531,15 @@ def test_byte_ranges_give_the_lines_of_the_whole_file_each_once(tmp_path, range_
     got = [entry for r in parts for entry in lines.range_lines(r, first[(file.path, r.index)])]
     assert got == [e for e in base.text_lines(str(path), "utf-8-sig") if isinstance(e, Rejected) or e[0] > 1]
     assert any(isinstance(e, Rejected) for e in got) and got[-1] == (64, "u1,i99")
+
+
+def test_a_reader_reads_its_interactions_one_way_checked_when_defined():
+    from tfrs_selreg.data.readers import base
+
+    with pytest.raises(TypeError, match="override interaction_lines and parse_interaction_line"):
+        class _LinesWithoutParser(base.DatasetReader):  # noqa: F841
+            def interaction_lines(self, data_dir):
+                return base.LineFile("x", "utf-8")
+    with pytest.raises(TypeError, match="not both"):
+        class _Neither(base.DatasetReader):  # noqa: F841
+            pass

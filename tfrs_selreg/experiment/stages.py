@@ -99,10 +99,8 @@ def read_record(path: str) -> Optional[dict[str, Any]]:
 def _write_record(path: str, record: dict[str, Any]) -> None:
     fs = _fs()
     tmp = path + ".tmp"
-    with fs.create(tmp) as f:  # then renamed: a reader never sees half a record
+    with fs.create(tmp) as f:  # then renamed over the old one (os.rename locally): never half a record
         f.write((json.dumps(record, indent=1) + "\n").encode("utf-8"))
-    if fs.exists(path):
-        fs.delete([path])
     fs.rename([tmp], [path])
 
 

@@ -112,6 +112,17 @@ class DatasetReader(abc.ABC):
     has_timestamps: bool
     has_ratings: bool
 
+    def __init_subclass__(cls, **kwargs):
+        """A reader reads its interactions one way: :meth:`interaction_lines` with
+        :meth:`parse_interaction_line` (read in byte ranges), or its own :meth:`read_interactions`."""
+        super().__init_subclass__(**kwargs)
+        lines = cls.interaction_lines is not DatasetReader.interaction_lines
+        parse = cls.parse_interaction_line is not DatasetReader.parse_interaction_line
+        whole = cls.read_interactions is not DatasetReader.read_interactions
+        if lines != parse or lines == whole:
+            raise TypeError(f"{cls.__name__}: override interaction_lines and parse_interaction_line (a file of "
+                            "one row per line), or read_interactions (any other format), not both")
+
     @abc.abstractmethod
     def check(self, data_dir: str) -> None:
         """Raises FileNotFoundError or ValueError, naming the file and what to pass, when this reader
@@ -124,14 +135,16 @@ class DatasetReader(abc.ABC):
         return None
 
     def parse_interaction_line(self, file: LineFile, number: int, line: str) -> Iterator[RawInteraction | Rejected]:
-        """The rows of line ``number`` (non-blank, after the header) of :meth:`interaction_lines`'s file."""
-        raise NotImplementedError(f"the {self.name!r} format has no interactions file of one row per line")
+        """The rows of line ``number`` (non-blank, after the header) of :meth:`interaction_lines`'s file.
+
+        Overridden together with :meth:`interaction_lines` (checked when the class is defined); the base
+        has no line format, so this is reached only through :meth:`interaction_lines` returning a file.
+        """
+        raise TypeError(f"{type(self).__name__} gives an interactions file but no parse_interaction_line")
 
     def read_interactions(self, data_dir: str) -> Iterator[RawInteraction | Rejected]:
         """Yields one RawInteraction or Rejected per data row, in file order."""
-        file = self.interaction_lines(data_dir)
-        if file is None:
-            raise NotImplementedError(f"the {self.name!r} reader must implement read_interactions")
+        file = self.interaction_lines(data_dir)  # not None: checked when the class is defined
         for entry in text_lines(file.path, file.encoding):
             if isinstance(entry, Rejected):
                 yield entry
