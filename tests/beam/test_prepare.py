@@ -4,6 +4,7 @@ import dataclasses
 import glob
 import json
 import os
+import pathlib
 import shutil
 
 import numpy as np
@@ -244,10 +245,9 @@ def _all_bytes(out):
     return blobs
 
 
-def test_bundled_movielens_end_to_end(tmp_path):
-    out = tmp_path / "ml"
-    stats = prepare.run(["--dataset", "ml-latest-small", "--output", str(out), "--runner",
-                         "DirectRunner", "--cold-start-fraction", "0.2"])
+def test_bundled_movielens_end_to_end(bundled_prepared):
+    out = pathlib.Path(bundled_prepared)
+    stats = PreparedData(bundled_prepared).stats()
     assert stats.rows_read["interactions"] == 100836
     assert stats.rows_rejected == {}
     assert stats.users == 610 and stats.items == 9742

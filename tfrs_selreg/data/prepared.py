@@ -162,23 +162,25 @@ class PreparedData:
             out.append(Item(**d))
         return out
 
-    def user_shards(self):
-        """The users of each users file in turn (a list per file: a shard's memory, not the folder's)."""
+    def _users_of(self, path: str):
+        for number, d in enumerate(self._jsonl(os.path.basename(path)), start=1):
+            try:
+                for k in ("train_items", "val_items", "test_items"):
+                    d[k] = tuple(d[k])
+                user = User(**d)
+            except (KeyError, TypeError) as e:
+                raise PreparedFolderError(f"{path}:{number}: not a user row ({type(e).__name__}: {e}); "
+                                          "run `tfrs-selreg prepare` again.") from None
+            yield user
+
+    def iter_users(self):
+        """Every user, one at a time, file after file (each file sorted by user id): one user's memory."""
         for path in self.users_files:
-            out = []
-            for number, d in enumerate(self._jsonl(os.path.basename(path)), start=1):
-                try:
-                    for k in ("train_items", "val_items", "test_items"):
-                        d[k] = tuple(d[k])
-                    out.append(User(**d))
-                except (KeyError, TypeError) as e:
-                    raise PreparedFolderError(f"{path}:{number}: not a user row ({type(e).__name__}: {e}); "
-                                              "run `tfrs-selreg prepare` again.") from None
-            yield out
+            yield from self._users_of(path)
 
     def users(self) -> list[User]:
         """Every user, sorted by user id."""
-        return sorted((u for shard in self.user_shards() for u in shard), key=lambda u: u.user_id)
+        return sorted(self.iter_users(), key=lambda u: u.user_id)
 
     def fingerprint(self) -> str:
         """SHA-256 over the files that fix what an index means: both vocabularies and ``schema.json``.

@@ -10,7 +10,8 @@ the run's scores with the embedding teacher's (:mod:`tfrs_selreg.evaluation.fusi
 ``val``) and adds the fitted weights and the model/teacher disagreement table to the metrics file.
 
 Restores the run's model (``tfrs_selreg.runs.folder.load_run``), ranks the whole catalog for every
-user of the split (:mod:`tfrs_selreg.evaluation.ranking`) and writes to the run folder:
+user of the split, ``--chunk-users`` users in memory at a time (:mod:`tfrs_selreg.evaluation.streaming`;
+fusion holds the split's score matrices and all its users), and writes to the run folder:
 
 - ``metrics-{split}.json`` (and ``metrics.json`` for ``test``)::
 
@@ -41,7 +42,7 @@ import tensorflow as tf
 from tfrs_selreg import flags
 from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import PreparedData, PreparedFolderError
-from tfrs_selreg.evaluation import diagnostics, fusion, reference
+from tfrs_selreg.evaluation import diagnostics, fusion, reference, streaming
 from tfrs_selreg.evaluation.ranking import KS, SEGMENTS, USER_ID_KEY, RankingEvaluator
 from tfrs_selreg.runs import folder as run_lib
 
@@ -57,7 +58,8 @@ def per_user_path(run_dir: str, split: str) -> str:
 
 
 def evaluate(run_dir: str, split: str = "test", *, prepared_dir: str | None = None, batch_users: int = 256,
-             with_diagnostics: bool = True, max_diagnostic_examples: int | None = None) -> dict:
+             with_diagnostics: bool = True, max_diagnostic_examples: int | None = None,
+             chunk_users: int = streaming.CHUNK_USERS) -> dict:
     """Evaluates the run in ``run_dir`` on ``split`` (``val`` or ``test``); writes and returns the metrics.
 
     The diagnostics are the ones ``train`` saved with the final weights (``diagnostics.json``; the prepared
@@ -68,7 +70,8 @@ def evaluate(run_dir: str, split: str = "test", *, prepared_dir: str | None = No
     prepared = prepared_dir or config.prepared
     data = PreparedData(prepared)
     spec = schema.Schema.load(prepared)
-    segments = RankingEvaluator(data, split, spec.history_length).evaluate(model, ks=KS, batch_users=batch_users)
+    segments = streaming.evaluate_stream(data, split, spec.history_length, model, ks=KS, batch_users=batch_users,
+                                         chunk_users=chunk_users)
     result: dict = {"split": split, "run": run_dir, "backbone": config.model.backbone,
                     "gate": config.regularizer.gate}
     result.update({name: segments[name].summary() for name in SEGMENTS})
@@ -84,13 +87,14 @@ def evaluate(run_dir: str, split: str = "test", *, prepared_dir: str | None = No
 
 
 def evaluate_reference(name: str, prepared_dir: str, output_dir: str, split: str = "test",
-                       batch_users: int = 256) -> dict:
+                       batch_users: int = 256, chunk_users: int = streaming.CHUNK_USERS) -> dict:
     """Ranks ``split`` with the untrained reference ranker ``name`` (``tfrs_selreg.evaluation.reference``)
     and writes ``metrics.json``/``per_user-SPLIT.npz`` into ``output_dir`` as for a run."""
     data = PreparedData(prepared_dir)
     spec = schema.Schema.load(prepared_dir)
     model = reference.ranker(name, data)
-    segments = RankingEvaluator(data, split, spec.history_length).evaluate(model, ks=KS, batch_users=batch_users)
+    segments = streaming.evaluate_stream(data, split, spec.history_length, model, ks=KS, batch_users=batch_users,
+                                         chunk_users=chunk_users)
     result: dict = {"split": split, "run": output_dir, "backbone": f"reference:{name}", "gate": "none",
                     "prepared": prepared_dir}
     result.update({s: segments[s].summary() for s in SEGMENTS})
@@ -187,6 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", choices=("val", "test"), default="test")
     p.add_argument("--prepared", help="prepared folder, if not the one recorded in the run's config.json")
     p.add_argument("--batch-users", type=flags.integer(1), default=256, help="users ranked per batch")
+    p.add_argument("--chunk-users", type=flags.integer(1), default=streaming.CHUNK_USERS,
+                   help="users read from the users files and held in memory at a time (not with fusion)")
     p.add_argument("--no-diagnostics", action="store_true", help="skip the gate and teacher diagnostics")
     p.add_argument("--max-diagnostic-examples", type=flags.integer(1), help="training records read for the diagnostics")
     args = p.parse_args(argv)
@@ -211,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         if not (args.prepared and args.output):
             p.error("--reference needs --prepared DIR and --output DIR")
         try:
-            result = evaluate_reference(args.reference, args.prepared, args.output, args.split, args.batch_users)
+            result = evaluate_reference(args.reference, args.prepared, args.output, args.split, args.batch_users,
+                                        args.chunk_users)
         except (FileNotFoundError, ValueError) as e:
             print(f"tfrs-selreg evaluate: {e}", file=sys.stderr)
             return 2
@@ -221,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = evaluate(args.run, args.split, prepared_dir=args.prepared, batch_users=args.batch_users,
                           with_diagnostics=not args.no_diagnostics,
-                          max_diagnostic_examples=args.max_diagnostic_examples)
+                          max_diagnostic_examples=args.max_diagnostic_examples, chunk_users=args.chunk_users)
     except (FileNotFoundError, run_lib.RunFolderError, PreparedFolderError) as e:
         print(f"tfrs-selreg evaluate: {e}", file=sys.stderr)
         return 2

@@ -19,13 +19,13 @@ Each segment reports the mean over its users and the counts of users and held-ou
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from tfrs_selreg.data import examples, schema
-from tfrs_selreg.data.prepared import PreparedData, PreparedFolderError
+from tfrs_selreg.data.prepared import PreparedData, PreparedFolderError, User
 from tfrs_selreg.evaluation import metrics
 
 OVERALL = "overall"
@@ -50,6 +50,42 @@ class SegmentResult:
         return out
 
 
+@dataclasses.dataclass(frozen=True)
+class CatalogColumns:
+    """The catalog as the evaluator's columns: ``column[item_id]`` (line of ``vocab/items.txt``) and
+    ``long_tail [num_items]``."""
+
+    column: dict[str, int]
+    long_tail: np.ndarray
+
+    @classmethod
+    def of(cls, data: PreparedData) -> "CatalogColumns":
+        vocabulary = data.item_vocabulary()
+        tail = {item.item_id for item in data.items() if item.long_tail}
+        return cls({item: k for k, item in enumerate(vocabulary)}, np.array([i in tail for i in vocabulary], bool))
+
+    @property
+    def num_items(self) -> int:
+        return int(self.long_tail.size)
+
+
+def held_out(user: User, split: str) -> tuple[str, ...]:
+    """The user's items of ``split`` (``val`` or ``test``)."""
+    return user.test_items if split == "test" else user.val_items
+
+
+def _sample(data: PreparedData, split: str, column: dict[str, int], max_users: int, seed: int) -> list[User]:
+    """A seeded sample of ``max_users`` of the users with an item of ``split`` in the catalog, sorted by id,
+    read in two passes over the users files (the first keeps only ids)."""
+    def evaluable(user: User) -> bool:
+        return any(i in column for i in held_out(user, split))
+    ids = sorted(u.user_id for u in data.iter_users() if evaluable(u))
+    if len(ids) > max_users:
+        ids = [ids[k] for k in np.sort(np.random.default_rng(seed).choice(len(ids), max_users, replace=False))]
+    keep = set(ids)
+    return sorted((u for u in data.iter_users() if u.user_id in keep), key=lambda u: u.user_id)
+
+
 class RankingEvaluator:
     """The queries, held-out and excluded items of one split, ready to rank with any backbone.
 
@@ -57,24 +93,30 @@ class RankingEvaluator:
       data: the prepared folder.
       split: ``val`` or ``test``.
       history_length: ``L`` of the schema.
-      max_users: evaluate a seeded sample of at most this many users (``None``: all).
+      max_users: evaluate a seeded sample of at most this many of the folder's users (``None``: all).
       seed: seed of that sample.
+      users: the users to evaluate, in this order (default: every user of ``data``, sorted by id); users
+        without an item of ``split`` in the catalog are skipped.
+      catalog: ``CatalogColumns.of(data)``, when the caller already has it.
     """
 
     def __init__(self, data: PreparedData, split: str, history_length: int, *, max_users: int | None = None,
-                 seed: int = 0) -> None:
+                 seed: int = 0, users: Iterable[User] | None = None, catalog: CatalogColumns | None = None) -> None:
         if split not in ("val", "test"):
             raise ValueError(f"evaluation ranks the 'val' or 'test' split, got {split!r}.")
         self.split = split
-        vocabulary = data.item_vocabulary()
-        column = {item: k for k, item in enumerate(vocabulary)}
-        tail = {item.item_id for item in data.items() if item.long_tail}
-        self.long_tail = np.array([item in tail for item in vocabulary], bool)
-        self.num_items = len(vocabulary)
+        catalog = catalog or CatalogColumns.of(data)
+        column = catalog.column
+        self.long_tail = catalog.long_tail
+        self.num_items = catalog.num_items
 
+        if users is None:
+            users = data.users() if max_users is None else _sample(data, split, column, max_users, seed)
+        elif max_users is not None:
+            raise ValueError("max_users samples the folder's users; pass users or max_users, not both.")
         user_ids, histories, cold, pos_rows, pos_cols, exc_rows, exc_cols = [], [], [], [], [], [], []
-        for user in data.users():
-            held = user.test_items if split == "test" else user.val_items
+        for user in users:
+            held = held_out(user, split)
             positives = sorted({column[i] for i in held if i in column})
             if not positives:
                 continue
@@ -96,21 +138,6 @@ class RankingEvaluator:
         self.cold_start = np.array(cold, bool)
         self._positives = (np.array(pos_rows, np.int64), np.array(pos_cols, np.int64))
         self._excluded = (np.array(exc_rows, np.int64), np.array(exc_cols, np.int64))
-        if max_users is not None and len(user_ids) > max_users:
-            keep = np.sort(np.random.default_rng(seed).choice(len(user_ids), max_users, replace=False))
-            self._select(keep)
-
-    def _select(self, keep: np.ndarray) -> None:
-        new_row = np.full(self.user_ids.size, -1)
-        new_row[keep] = np.arange(keep.size)
-        self.user_ids, self.histories = self.user_ids[keep], self.histories[keep]
-        self.cold_start = self.cold_start[keep]
-
-        def remap(rows_cols):
-            rows, cols = rows_cols
-            kept = new_row[rows] >= 0
-            return new_row[rows][kept], cols[kept]
-        self._positives, self._excluded = remap(self._positives), remap(self._excluded)
 
     @property
     def num_users(self) -> int:

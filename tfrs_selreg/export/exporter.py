@@ -32,7 +32,6 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import sys
 import tempfile
 
@@ -97,8 +96,9 @@ def save_serving_model(model: RecommenderModel, data: PreparedData, directory: s
     module = sig.ServingModule(model, spec, k=k, exclude_history=exclude_history, fused=fused)
     with tempfile.TemporaryDirectory() as staging:
         module.schema_file = tf.saved_model.Asset(spec.save(staging))
-        module.item_vocabulary_file = tf.saved_model.Asset(
-            shutil.copy(os.path.join(data.directory, ITEMS_VOCAB), os.path.join(staging, "items.txt")))
+        vocabulary = os.path.join(staging, "items.txt")  # a local copy: the prepared folder may be on gs://
+        tf.io.gfile.copy(os.path.join(data.directory, ITEMS_VOCAB), vocabulary)
+        module.item_vocabulary_file = tf.saved_model.Asset(vocabulary)
         tf.saved_model.save(module, directory, signatures=module.signatures())
     warmup.write_warmup(directory, model_name, data.user_vocabulary(), list(model.catalog.item_ids),
                         spec.history_length)

@@ -123,9 +123,11 @@ def train(config: TrainConfig, *, verbose: int = 1, overwrite: bool = False) -> 
         raise ValueError("TrainConfig.prepared and TrainConfig.output are required (--prepared, --output).")
     data = PreparedData(config.prepared)  # plain files: no TensorFlow op before the strategy below
     _check_teacher_pairs(config, data)
-    users = data.users()
-    train_examples = sum(len(user.train_items) for user in users)
-    if not any(user.val_items for user in users):
+    train_examples, has_val = 0, False
+    for user in data.iter_users():
+        train_examples += len(user.train_items)
+        has_val = has_val or bool(user.val_items)
+    if not has_val:
         raise TrainFolderError(f"{config.prepared} has no validation items: training keeps the epoch with the best "
                                "validation Recall@20. Prepare it with a validation split (leave_last_out, or "
                                "--temporal-val-fraction > 0).")
