@@ -17,8 +17,9 @@ and for every process it starts (Beam's worker processes):
   at every size; the peak RSS of each worker process at the largest size <= 1.5x that at the smallest.
 - ``teacher``: ``python -m beam_pipelines.score --teacher embedding --max-users 100000`` (2 workers) on
   the largest prepared folder: prompts/s and peak RSS.
-- ``evaluate``: a two-tower run trained for a few steps on each prepared folder, then
-  ``tfrs-selreg evaluate --no-diagnostics``: users/s and peak RSS at each size.
+- ``evaluate``: a two-tower run trained for a few steps on each prepared folder (``--evaluate-sizes``,
+  default ``--sizes``), then ``tfrs-selreg evaluate --no-diagnostics``: users/s and peak RSS at each size.
+  Its work grows with users x items (at 10M: 500k users x 100k items, hours on 2 cores).
 
 The DirectRunner's own process (the runner) holds what flows between stages in memory, which Dataflow
 keeps in its shuffle service: its RSS is printed apart from the workers' and is not a target.
@@ -234,11 +235,17 @@ def stage_teacher(work: str, size: int) -> None:
 
 def stage_evaluate(work: str, size: int) -> dict:
     prepared = os.path.join(work, f"prepared-{size}")
+    if not os.path.exists(os.path.join(prepared, "stats.json")):
+        data_dir = generate(os.path.join(work, f"csv-{size}"), size)
+        run_measured(_python() + ["-m", "beam_pipelines.prepare", "--dataset", "csv", "--data-dir", data_dir,
+                                  "--output", prepared, "--num-shards", "auto"] + BEAM_2_WORKERS,
+                     os.path.join(work, f"prepare-{size}.log"))
     run_dir = os.path.join(work, f"run-{size}")
     cli = "import sys; from tfrs_selreg.cli import main; sys.exit(main(sys.argv[1:]))"
     if not os.path.exists(os.path.join(run_dir, "weights.index")):
         run_measured(_python() + ["-c", cli, "train", "--prepared", prepared, "--output", run_dir, "--epochs", "1",
-                                  "--steps-per-epoch", "5", "--batch-size", "1024", "--validation-max-users", "200"],
+                                  "--steps-per-epoch", "5", "--batch-size", "1024", "--validation-max-users", "200",
+                                  "--gate", "none"],
                      os.path.join(work, f"train-{size}.log"))
     seconds, peaks = run_measured(_python() + ["-c", cli, "evaluate", "--run", run_dir, "--no-diagnostics"],
                                   os.path.join(work, f"evaluate-{size}.log"))
@@ -253,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", help="folder for the generated data, prepared folders and logs")
     p.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000], help="interactions")
+    p.add_argument("--evaluate-sizes", type=int, nargs="+", help="interactions for evaluate (default: --sizes)")
     p.add_argument("--stages", nargs="+", choices=("prepare", "teacher", "evaluate"),
                    default=["prepare", "teacher", "evaluate"])
     p.add_argument("--bare", nargs=2, metavar=("DATA_DIR", "OUT"), help=argparse.SUPPRESS)
@@ -277,6 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     if "teacher" in args.stages:
         stage_teacher(args.work, sizes[-1])
     if "evaluate" in args.stages:
+        sizes = sorted(args.evaluate_sizes or sizes)
         results = [stage_evaluate(args.work, size) for size in sizes]
         if len(results) > 1:
             growth = results[-1]["peak_mb"] / results[0]["peak_mb"]

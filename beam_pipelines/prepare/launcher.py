@@ -13,7 +13,6 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
-from beam_pipelines.prepare.label_files import list_label_files
 from beam_pipelines.prepare.options import (
     REASON_BELOW_MIN_RATING,
     REASON_UNKNOWN_ITEM,
@@ -27,6 +26,7 @@ from beam_pipelines.prepare.read import ROWS_BY_WORKER
 from beam_pipelines.prepare.write import write_text
 from tfrs_selreg.data import item_embeddings, prepared, readers, schema, splitting
 from tfrs_selreg.data import labels as labels_lib
+from tfrs_selreg.data.label_files import list_label_files
 from tfrs_selreg.data.prepare_config import DEFAULTS, PREPARE_CONFIG_FILE, PrepareConfig
 from tfrs_selreg.data.prepare_stats import LabelJoin, PrepareStats, Thresholds
 from tfrs_selreg.typed_config import ConfigError

@@ -7,9 +7,8 @@ import os
 
 import apache_beam as beam
 
-from beam_pipelines.prepare.label_files import ParseLabels
 from beam_pipelines.prepare.options import COUNTS, REJECTED
-from beam_pipelines.prepare.read import DedupeCatalog, ReadInteractions, ReadItems
+from beam_pipelines.prepare.read import DedupeCatalog, ParseLabels, ReadInteractions, ReadItems
 from beam_pipelines.prepare.user_examples import USERS, BuildExamples, SplitUsers, build_catalog
 from beam_pipelines.prepare.write import WriteCatalog, WriteShard, WriteUsers, write_text, write_user_vocabulary
 from tfrs_selreg.data import prepared, readers, schema, splitting

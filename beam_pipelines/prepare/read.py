@@ -15,7 +15,7 @@ from beam_pipelines.prepare.options import (
     REASON_UNKNOWN_ITEM,
     REJECTED,
 )
-from tfrs_selreg.data import readers
+from tfrs_selreg.data import label_files, readers
 from tfrs_selreg.data.readers import lines
 
 # Count keys of the interaction rows each worker process read: PrepareStats.rows_read_by_worker.
@@ -121,3 +121,20 @@ class DedupeCatalog(beam.DoFn):
         for position, _ in entries[1:]:
             yield beam.pvalue.TaggedOutput(REJECTED, reject_record(
                 "items", "catalog", position + 1, REASON_DUPLICATE_ITEM, f"item_id={item_id}"))
+
+
+@beam.typehints.with_output_types(Any)
+class ParseLabels(beam.DoFn):
+    """Label file -> ``(user_id, (LabelRow, path, line))``; malformed or invalid rows go to the dead letter."""
+
+    def process(self, path: str):
+        rows = 0
+        for out in label_files.read_label_file(path):
+            rows += 1
+            if isinstance(out, label_files.Rejected):
+                yield beam.pvalue.TaggedOutput(REJECTED, reject_record("labels", out.path, out.line, out.reason,
+                                                                        out.raw))
+            else:
+                row, line = out
+                yield row.user_id, (row, path, line)
+        yield from counts(label_rows_read=rows)

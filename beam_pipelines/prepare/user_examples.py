@@ -9,8 +9,8 @@ import apache_beam as beam
 from beam_pipelines.prepare.options import COUNTS, REJECTED
 from beam_pipelines.prepare.read import reject_record
 from tfrs_selreg.data import examples as ex
+from tfrs_selreg.data import label_join, pair_sampling, prepared, splitting
 from tfrs_selreg.data import labels as labels_lib
-from tfrs_selreg.data import prepared, schema, splitting
 from tfrs_selreg.data.prepare_config import PrepareConfig
 
 
@@ -71,25 +71,10 @@ class BuildExamples(beam.DoFn):
         (split,) = splits
         o = self._config
         held_out = {x[0] for x in split.val} | {x[0] for x in split.test}
-        teacher_rows, probe_rows = [], []
-        for row, path, line in label_rows:
-            reason = None
-            if row.item_i not in catalog["popularity"] or row.item_j not in catalog["popularity"]:
-                reason = labels_lib.REJECT_UNKNOWN_ITEM
-            elif row.item_i in held_out or row.item_j in held_out:
-                reason = labels_lib.REJECT_LEAKAGE
-            if reason:
-                yield beam.pvalue.TaggedOutput(REJECTED, reject_record("labels", path, line, reason,
-                                                                        row.to_json()))
-                continue
-            if row.kind == schema.KIND_PROBE:
-                probe_rows.append(labels_lib.LabelPair(row.item_i, row.item_j, row.pref, row.effective_confidence,
-                                                       row.truth))
-            else:
-                teacher_rows.append(labels_lib.LabelPair(row.item_i, row.item_j, row.pref, row.effective_confidence))
-        # Label files have no defined order; sort so sampling does not depend on the runner.
-        teacher_rows.sort()
-        probe_rows.sort()
+        teacher_rows, probe_rows, rejected = label_join.join_user(
+            ((row, (path, line)) for row, path, line in label_rows), catalog["popularity"], held_out)
+        for row, (path, line), reason in rejected:
+            yield beam.pvalue.TaggedOutput(REJECTED, reject_record("labels", path, line, reason, row.to_json()))
         yield beam.pvalue.TaggedOutput(COUNTS, ("labels_joined_teacher", len(teacher_rows)))
         yield beam.pvalue.TaggedOutput(COUNTS, ("labels_joined_probe", len(probe_rows)))
 
@@ -106,10 +91,10 @@ class BuildExamples(beam.DoFn):
             record = ex.make_example(
                 item_id=item_id, history=ex.padded_history(train_items[max(0, k - L):k], L), timestamp=ts,
                 rating=rating, item_popularity=pop[item_id], long_tail=item_id in tail,
-                teacher_pairs=splitting.sample_pairs(teacher_rows, o.teacher_pairs, seed, user_id, k, "t")
-                if with_labels else None,
-                probe_pairs=splitting.sample_pairs(probe_rows, o.probe_pairs, seed, user_id, k, "p")
-                if with_labels else None,
+                teacher_pairs=pair_sampling.sample(teacher_rows, o.teacher_pairs, seed=seed, user_id=user_id,
+                                                   salt=k, kind=pair_sampling.TEACHER) if with_labels else None,
+                probe_pairs=pair_sampling.sample(probe_rows, o.probe_pairs, seed=seed, user_id=user_id,
+                                                 salt=k, kind=pair_sampling.PROBE) if with_labels else None,
                 num_teacher_pairs=o.teacher_pairs, num_probe_pairs=o.probe_pairs, **common)
             train_records.append((splitting.unit_hash(seed, "order", user_id, k), record))
         # One element per user and split keeps the shard shuffle small (records travel in lists).

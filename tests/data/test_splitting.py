@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from tfrs_selreg.data import example_codec as codec
 from tfrs_selreg.data import examples as ex
-from tfrs_selreg.data import schema, splitting
+from tfrs_selreg.data import pair_sampling, schema, splitting
 from tfrs_selreg.data.labels import LabelPair
 
 
@@ -77,12 +77,33 @@ def test_padded_history_keeps_newest_last():
 
 
 def test_sample_pairs_deterministic_and_bounded():
-    rows = [(f"i{k}", f"j{k}", 0.7, 0.4) for k in range(20)]
-    a = splitting.sample_pairs(rows, 5, 0, "u", 3)
-    assert len(a) == 5 and a == splitting.sample_pairs(rows, 5, 0, "u", 3)
-    assert a != splitting.sample_pairs(rows, 5, 0, "u", 4)
-    assert splitting.sample_pairs(rows[:3], 5, 0, "u", 3) == rows[:3]
+    rows = [(f"i{k}", f"j{k}", 0.9, 0.8) for k in range(20)]
+    a = pair_sampling.sample(rows, 5, seed=0, user_id="u", salt=3, kind=pair_sampling.TEACHER)
+    assert len(a) == 5 and a == pair_sampling.sample(rows, 5, seed=0, user_id="u", salt=3, kind=pair_sampling.TEACHER)
+    assert a == sorted(a, key=rows.index)  # in row order
+    assert a != pair_sampling.sample(rows, 5, seed=0, user_id="u", salt=4, kind=pair_sampling.TEACHER)
+    assert a != pair_sampling.sample(rows, 5, seed=0, user_id="u", salt=3, kind=pair_sampling.PROBE)
+    assert pair_sampling.sample(rows[:3], 5, seed=0, user_id="u", salt=3, kind=pair_sampling.TEACHER) == rows[:3]
 
+
+def test_sampled_rows_are_uniform_over_salts():
+    counts = [0] * 10
+    for salt in range(2000):
+        for r in pair_sampling.sample(list(range(10)), 3, seed=1, user_id="u9", salt=salt, kind=pair_sampling.TEACHER):
+            counts[r] += 1
+    assert all(abs(c - 600) < 90 for c in counts), counts  # 600 = 2000 * 3 / 10; sd about 22
+
+
+def test_the_tensorflow_keys_equal_the_python_keys():
+
+    users = ["u1", "someone", "42"]
+    keys = [pair_sampling.user_key(u) for u in users]
+    salts = [0, 7, 2**40]
+    got = pair_sampling.tf_row_keys(5, tf.constant(keys, tf.int64), tf.constant(salts, tf.int64), pair_sampling.PROBE,
+                                    tf.constant([[0, 1, 2, 30]] * 3, tf.int64)).numpy()
+    for b in range(3):
+        head = pair_sampling.prefix(5, keys[b], salts[b], pair_sampling.PROBE)
+        assert list(got[b]) == [pair_sampling.row_key(head, r) for r in (0, 1, 2, 30)]
 
 def test_make_example_parses_with_schema():
     s = schema.build_schema(history_length=3, teacher_pairs=2, probe_pairs=1)

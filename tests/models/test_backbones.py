@@ -178,7 +178,7 @@ def test_teacher_gradient_scope(backbone, teacher_gradient, data, batch):
     assert moved & history
     pair_items = set(model.item_index(tf.concat([tf.reshape(batch[schema.TEACHER_ITEM_I], [-1]),
                                                   tf.reshape(batch[schema.TEACHER_ITEM_J], [-1])], 0)).numpy())
-    tail = set(np.flatnonzero(model.regularizer.long_tail))
+    tail = set(np.flatnonzero(model.catalog.long_tail))
     if teacher_gradient == "user":
         assert moved <= history
     elif teacher_gradient == "long_tail":
@@ -215,7 +215,7 @@ def test_item_gradient_threshold_on_the_pair_weight(backbone, threshold, moves_i
     loss, weight, moved, model = run(threshold)
     unthresholded_loss, _, unthresholded_moved, _ = run(0.0)
     assert 0.5 < weight < 0.95 and loss > 0 and loss == pytest.approx(unthresholded_loss, rel=1e-5)
-    assert unthresholded_moved and unthresholded_moved <= set(np.flatnonzero(model.regularizer.long_tail))
+    assert unthresholded_moved and unthresholded_moved <= set(np.flatnonzero(model.catalog.long_tail))
     assert moved == (unthresholded_moved if moves_items else set())
 
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import random
 import struct
-from typing import Iterable, Optional, Sequence
+from typing import Iterable, Optional
 
 # One interaction of a user as it travels through the pipeline: (item_id, timestamp, rating, line).
 Interaction = tuple[str, int, Optional[float], int]
@@ -121,11 +120,3 @@ def long_tail_items(popularity: dict[str, int], fraction: float) -> tuple[set[st
 def catalog_order(popularity: dict[str, int]) -> list[str]:
     """Vocabulary order of items: popularity descending, then item id."""
     return [k for k, _ in sorted(popularity.items(), key=lambda kv: (-kv[1], kv[0]))]
-
-
-def sample_pairs(rows: Sequence[tuple], k: int, *parts: object) -> list[tuple]:
-    """Deterministic sample of at most ``k`` rows (all rows, in input order, when there are few)."""
-    if len(rows) <= k:
-        return list(rows)
-    rng = random.Random("\x1f".join(map(str, parts)))
-    return [rows[i] for i in sorted(rng.sample(range(len(rows)), k))]

@@ -6,6 +6,8 @@ training creates it and how evaluation and export restore it from a run folder.
 
 from __future__ import annotations
 
+import dataclasses
+
 from tfrs_selreg import regularizer as regularizer_lib
 from tfrs_selreg.data import input_fn, schema
 from tfrs_selreg.data.prepared import PreparedData
@@ -14,6 +16,7 @@ from tfrs_selreg.models.catalog import ItemCatalog
 from tfrs_selreg.models.config import BACKBONES, DCNConfig, ModelConfig, TwoTowerConfig
 from tfrs_selreg.models.dcn import DCNModel
 from tfrs_selreg.models.two_tower import TwoTowerModel
+from tfrs_selreg.tasks import SelectiveLLMRegularization
 
 __all__ = [
     "BACKBONES",
@@ -44,10 +47,11 @@ def build_model(config: ModelConfig, data: PreparedData,
                                         max_categories=config.max_categories,
                                         text_vocabulary_size=config.text_vocabulary_size)
     thresholds = data.stats().thresholds
-    regularizer = regularizer_lib.SelectiveRegularizer(
-        (regularizer_config or regularizer_lib.RegularizerConfig(gate="none")).for_backbone(config.backbone),
-        item_popularity=catalog.popularity, long_tail=catalog.long_tail,
-        cold_start_max_history=thresholds.cold_start_max_history, name="selective_regularizer")
+    options = (regularizer_config or regularizer_lib.RegularizerConfig(gate="none")).for_backbone(config.backbone)
+    regularizer = SelectiveLLMRegularization(
+        catalog.item_ids, catalog.popularity[1:], catalog.long_tail[1:],
+        cold_start_max_history=thresholds.cold_start_max_history, name="selective_regularizer",
+        **dataclasses.asdict(options))
     model = _CLASSES[config.backbone](config, catalog, data.user_vocabulary(), regularizer,
                                       name=config.backbone)
     spec = schema.Schema.load(data.directory)

@@ -16,10 +16,10 @@ objective
 
     L = rec_loss + teacher_lambda * teacher_loss + gate_loss
 
-where the last two terms come from :class:`~tfrs_selreg.regularizer.SelectiveRegularizer`, which only
-sees the backbone through ``pair_score_fn``. Every term is a metric of its own in ``fit``'s logs. Item ids
-map to indices through one ``StringLookup`` over ``vocab/items.txt`` (index 0 is the OOV slot, see
-:mod:`tfrs_selreg.models.catalog`).
+where the last two terms come from :class:`~tfrs_selreg.tasks.SelectiveLLMRegularization` (the task a
+user's own ``tfrs.Model`` calls), which only sees the backbone through ``pair_score_fn``. Every term is a
+metric of its own in ``fit``'s logs. Item ids map to indices through one ``StringLookup`` over
+``vocab/items.txt`` (index 0 is the OOV slot, see :mod:`tfrs_selreg.models.catalog`).
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from tfrs_selreg.data.in_memory import vocabulary_lookup
 from tfrs_selreg.models.catalog import ItemCatalog
 from tfrs_selreg.models.config import ModelConfig
 from tfrs_selreg.models.features import ItemFeatures, QueryFeatures
+from tfrs_selreg.tasks import SelectiveLLMRegularization
 
 REC_LOSS = "rec_loss"
 TOTAL_LOSS = "total_loss"
@@ -51,11 +52,12 @@ class RecommenderModel(tfrs.Model):
       config: the backbone's :class:`ModelConfig`.
       catalog: per-item arrays aligned with the item index.
       user_vocabulary: known user ids (``vocab/users.txt``).
-      regularizer: the :class:`SelectiveRegularizer` (gate ``none`` for the plain backbone).
+      regularizer: the :class:`~tfrs_selreg.tasks.SelectiveLLMRegularization` task (gate ``none`` for the
+        plain backbone), the public task that a user's own model calls too.
     """
 
     def __init__(self, config: ModelConfig, catalog: ItemCatalog, user_vocabulary: Sequence[str],
-                 regularizer: regularizer_lib.SelectiveRegularizer, **kwargs) -> None:
+                 regularizer: SelectiveLLMRegularization, **kwargs) -> None:
         super().__init__(**kwargs)
         self.config = config
         self.catalog = catalog
@@ -155,15 +157,12 @@ class RecommenderModel(tfrs.Model):
         terms = {REC_LOSS: rec_loss()}
         if schema.TEACHER_PREF in features:
             item_index = _memoized(self.item_index)
-            def pair_score_fn(rows: tf.Tensor, item_ids: tf.Tensor,
-                              item_gradient: bool | tf.Tensor | None = None) -> tf.Tensor:
-                index = item_index(item_ids)
-                if item_gradient is None:
-                    item_gradient = self.regularizer.item_gradient(index)
-                return self.pair_score_state(state, rows, index, item_gradient=item_gradient)
 
-            terms.update(self.regularizer(features, pair_score_fn=pair_score_fn, item_index_fn=item_index,
-                                          training=training))
+            def pair_score_fn(rows: tf.Tensor, item_ids: tf.Tensor, item_gradient: bool | tf.Tensor) -> tf.Tensor:
+                return self.pair_score_state(state, rows, item_index(item_ids), item_gradient=item_gradient)
+
+            terms.update(self.regularizer.loss_terms(features, pair_score_fn, item_index_fn=item_index,
+                                                     training=training))
         else:
             terms.update({key: tf.zeros([]) for key in regularizer_lib.OUTPUT_KEYS})
         terms[TOTAL_LOSS] = (terms[REC_LOSS] + self.regularizer.teacher_lambda * terms[regularizer_lib.TEACHER_LOSS]
@@ -215,14 +214,6 @@ class RecommenderModel(tfrs.Model):
         """
         self.loss_terms(batch, training=False)
         self.built = True
-
-
-def with_item_gradient(items: tf.Tensor, item_gradient: bool | tf.Tensor) -> tf.Tensor:
-    """``items [K, ...]`` with the gradient kept where ``item_gradient`` (a bool or a ``[K]`` mask) holds."""
-    if isinstance(item_gradient, bool):
-        return items if item_gradient else tf.stop_gradient(items)
-    mask = tf.reshape(item_gradient, [-1] + [1] * (items.shape.rank - 1))
-    return tf.where(mask, items, tf.stop_gradient(items))
 
 
 def _memoized(item_index: Callable[[tf.Tensor], tf.Tensor]) -> Callable[[tf.Tensor], tf.Tensor]:

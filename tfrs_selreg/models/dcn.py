@@ -17,7 +17,8 @@ import tensorflow as tf
 import tensorflow_recommenders as tfrs
 
 from tfrs_selreg.data import schema
-from tfrs_selreg.models.base import Features, RecommenderModel, with_item_gradient
+from tfrs_selreg.models.base import Features, RecommenderModel
+from tfrs_selreg.tasks import with_item_gradient
 
 # (user, item) pairs per block in score_all: bounds the [B, block, input_dim] activations (~60 MB each
 # at embedding size 64). Full ranking costs one cross-network pass per pair, so DCN validation on large
