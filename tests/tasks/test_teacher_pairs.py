@@ -83,7 +83,8 @@ def test_a_million_users_fit_in_the_stated_memory():
     rows = users * per_user
     columns = {"item_i": np.zeros(rows, np.int32), "item_j": np.ones(rows, np.int32),
                "pref": np.full(rows, 0.9, np.float32), "confidence": np.full(rows, 0.8, np.float32)}
-    probes = (np.zeros(users + 1, np.int64), {**{k: v[:0] for k, v in columns.items()}, "truth": np.zeros(0, np.float32)})
+    no_probes = {**{k: v[:0] for k, v in columns.items()}, "truth": np.zeros(0, np.float32)}
+    probes = (np.zeros(users + 1, np.int64), no_probes)
     pairs = TeacherPairs(["a", "b"], [f"u{k}" for k in range(users)], np.ones(users, np.int64), (offsets, columns),
                          probes, teacher_pairs=8, probe_pairs=4)
     assert pairs.memory_bytes() == 24 * users + 16 * rows + 8 * (users + 1) * 2
