@@ -69,3 +69,30 @@ def bundled_prepared(installed_sdist, tmp_path_factory) -> str:
                     out, "--runner", "DirectRunner", "--cold-start-fraction", "0.2"], cwd=root, check=True,
                    env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     return out
+
+
+@pytest.fixture(scope="session")
+def movielens_prepared(tmp_path_factory) -> str:
+    """The first 12 users of the bundled ml-latest-small and the 1,004 movies they rated."""
+    from tests.teachers.conftest import BUNDLED, movielens_slice, write_prepared
+
+    if not (BUNDLED / "ratings.csv").exists():
+        pytest.skip(f"{BUNDLED} is absent: the bundled MovieLens copy is not installed")
+    items, users = movielens_slice(max_user=12)
+    return write_prepared(str(tmp_path_factory.mktemp("ml_slice")), items, users)
+
+
+MOVIELENS_SCORE_ARGS = ("--teacher", "embedding", "--long-tail-users-per-item", "1", "--probes-per-user", "4",
+                        "--seed", "5", "--runner", "DirectRunner")  # 2 worker processes: tests/beam/test_gcs.py
+
+
+@pytest.fixture(scope="session")
+def movielens_scored(movielens_prepared, tmp_path_factory) -> tuple[str, dict]:
+    """``(labels folder, manifest)`` of a real embedding-teacher ``score`` of :func:`movielens_prepared`."""
+    pytest.importorskip("sentence_transformers")
+    from beam_pipelines import score as score_job
+
+    out = str(tmp_path_factory.mktemp("ml_slice_scored") / "scored")
+    manifest = score_job.run(["--prepared", movielens_prepared, "--output", out, *MOVIELENS_SCORE_ARGS],
+                             save_main_session=False)
+    return out, manifest

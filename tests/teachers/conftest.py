@@ -154,15 +154,6 @@ def synthetic_prepared(tmp_path) -> str:
     return write_prepared(str(tmp_path / "prepared"), items, users)
 
 
-@pytest.fixture(scope="session")
-def movielens_prepared(tmp_path_factory) -> str:
-    """The first 12 users of the bundled ml-latest-small and the 1,004 movies they rated."""
-    if not (BUNDLED / "ratings.csv").exists():
-        pytest.skip(f"{BUNDLED} is absent: the bundled MovieLens copy is not installed")
-    items, users = movielens_slice(max_user=12)
-    return write_prepared(str(tmp_path_factory.mktemp("ml_slice")), items, users)
-
-
 @register("popularity")
 class PopularityTeacher(Teacher):
     """A cheap real teacher for job tests: prefers the more popular item of a pair.

@@ -10,6 +10,7 @@ import pytest
 from apache_beam.ml.inference.base import PredictionResult
 
 from beam_pipelines import score as score_job
+from tests.conftest import MOVIELENS_SCORE_ARGS
 from tfrs_selreg.data import item_embeddings, labels, schema
 from tfrs_selreg.data.labels import LabelRow
 from tfrs_selreg.data.prepared import PreparedData
@@ -26,13 +27,9 @@ def _label_rows(output) -> list[LabelRow]:
     return rows
 
 
-def test_embedding_job_on_bundled_movielens_slice(movielens_prepared, tmp_path):
-    pytest.importorskip("sentence_transformers")
-    out = str(tmp_path / "scored")
-    argv = ["--prepared", movielens_prepared, "--output", out, "--teacher", "embedding",
-            "--long-tail-users-per-item", "1", "--probes-per-user", "4", "--seed", "5",
-            "--runner", "DirectRunner"]  # 2 worker processes: tests/beam/test_gcs.py
-    result = score_job.run(argv, save_main_session=False)
+def test_embedding_job_on_bundled_movielens_slice(movielens_prepared, movielens_scored, tmp_path):
+    out, result = movielens_scored
+    argv = ["--prepared", movielens_prepared, "--output", out, *MOVIELENS_SCORE_ARGS]
 
     data = PreparedData(movielens_prepared)
     users = {u.user_id: u for u in data.users()}
