@@ -22,7 +22,7 @@ test: $(BIN)/.installed
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
 lint: $(BIN)/.installed
-	$(BIN)/ruff check tfrs_selreg beam_pipelines tests benchmarks
+	$(BIN)/ruff check tfrs_selreg beam_pipelines tests benchmarks examples
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info
