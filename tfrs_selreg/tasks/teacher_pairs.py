@@ -77,7 +77,9 @@ class TeacherPairs(tf.keras.layers.Layer):
         self._history_length = tf.constant(np.asarray(history_length, np.int64))
         self._teacher, self._probes = _PairTable(*teacher, len(item_ids)), _PairTable(*probes, len(item_ids))
         self._user_bytes = keys.nbytes * 3  # keys, history lengths, hash-table values
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        # Every replica of a distributed step advances it alike: the first replica's update stands.
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
+                                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
 
     @classmethod
     def from_folders(cls, labels: str, prepared: str, *, teacher_pairs: int | None = None,
