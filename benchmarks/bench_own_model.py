@@ -93,7 +93,45 @@ def main(argv: list[str] | None = None) -> int:
         lookup(users, salt)
     print(f"TeacherPairs: {pairs.num_users} users, {pairs.memory_bytes() / 2**20:.1f} MiB of arrays; one lookup of "
           f"{args.batch_size} users {1000 * (time.perf_counter() - start) / 50:.2f} ms")
+    _million_users(args.batch_size)
     return 0
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:")) / 1024
+
+
+def _million_users(batch_size: int, users: int = 1_000_000, per_user: int = 20) -> None:
+    """TeacherPairs over 1M users x 20 teacher pairs (+ 4 probes), from arrays: memory and lookup time."""
+    import numpy as np
+
+    from tfrs_selreg.tasks import TeacherPairs
+
+    rng = np.random.default_rng(0)
+    before = _rss_mb()
+    start = time.perf_counter()
+
+    def table(n: int, probes: bool):
+        rows = users * n
+        columns = {"item_i": rng.integers(0, 100_000, rows, dtype=np.int32),
+                   "item_j": rng.integers(0, 100_000, rows, dtype=np.int32),
+                   "pref": rng.random(rows, dtype=np.float32), "confidence": rng.random(rows, dtype=np.float32)}
+        if probes:
+            columns["truth"] = np.ones(rows, np.float32)
+        return np.arange(users + 1, dtype=np.int64) * n, columns
+    pairs = TeacherPairs([f"i{k}" for k in range(100_000)], [f"u{k}" for k in range(users)],
+                         rng.integers(1, 200, users), table(per_user, False), table(4, True))
+    built = time.perf_counter() - start
+    ids = tf.constant([f"u{k}" for k in rng.integers(0, users, batch_size)])
+    lookup = tf.function(lambda ids, salt: pairs(ids, salt=salt))
+    lookup(ids, 0)
+    start = time.perf_counter()
+    for salt in range(50):
+        lookup(ids, salt)
+    print(f"TeacherPairs, {users:,} users x {per_user} pairs + 4 probes: {pairs.memory_bytes() / 2**30:.2f} GiB of "
+          f"arrays, process RSS +{(_rss_mb() - before) / 1024:.2f} GiB (ids, hash table and arrays), built in "
+          f"{built:.0f} s; one lookup of {batch_size} users {1000 * (time.perf_counter() - start) / 50:.2f} ms")
 
 
 if __name__ == "__main__":
