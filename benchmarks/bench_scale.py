@@ -15,8 +15,8 @@ and for every process it starts (Beam's worker processes):
   bare read-group-write pipeline run right after it on the same file with the same 2 workers (read the
   csv lines, key by user, GroupByKey, write the lines as TFRecords). Targets: >= 0.8x the bare pipeline
   at every size; the peak RSS of each worker process at the largest size <= 1.5x that at the smallest.
-- ``teacher``: ``python -m beam_pipelines.score --teacher embedding --max-users 100000`` (2 workers) on
-  the largest prepared folder: prompts/s and peak RSS.
+- ``teacher``: ``python -m beam_pipelines.score --teacher embedding --max-users N`` (``--teacher-users``,
+  100k by default; 2 workers) on the largest prepared folder: prompts/s and peak RSS.
 - ``evaluate``: a two-tower run trained for a few steps on each prepared folder (``--evaluate-sizes``,
   default ``--sizes``), then ``tfrs-selreg evaluate --no-diagnostics``: users/s and peak RSS at each size.
   Its work grows with users x items (at 10M: 500k users x 100k items, hours on 2 cores).
@@ -220,16 +220,16 @@ def stage_prepare(work: str, size: int) -> dict:
             "worker_peak_mb": _worker_peak(peaks), "runner_peak_mb": runner}
 
 
-def stage_teacher(work: str, size: int) -> None:
+def stage_teacher(work: str, size: int, users: int = TEACHER_USERS) -> None:
     prepared = os.path.join(work, f"prepared-{size}")
-    out = os.path.join(work, f"labels-{size}")
+    out = os.path.join(work, f"labels-{size}-{users}")
     seconds, peaks = run_measured(
         _python() + ["-m", "beam_pipelines.score", "--prepared", prepared, "--teacher", "embedding", "--output",
-                     out, "--max-users", str(TEACHER_USERS)] + BEAM_2_WORKERS,
+                     out, "--max-users", str(users)] + BEAM_2_WORKERS,
         os.path.join(work, f"teacher-{size}.log"), env={**os.environ, "HF_HUB_OFFLINE": "1"})
     with open(os.path.join(out, "manifest.json")) as f:
         prompts = json.load(f)["counts"]["prompts"]
-    print(f"embedding teacher, {TEACHER_USERS:,} users of the {size:,} folder: {prompts:,} prompts in "
+    print(f"embedding teacher, {users:,} users of the {size:,} folder: {prompts:,} prompts in "
           f"{seconds:.0f} s = {prompts / seconds:,.1f} prompts/s; peak RSS {_rss_line(peaks)}", flush=True)
 
 
@@ -260,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", help="folder for the generated data, prepared folders and logs")
     p.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000], help="interactions")
+    p.add_argument("--teacher-users", type=int, default=TEACHER_USERS, help="users the teacher stage scores")
     p.add_argument("--evaluate-sizes", type=int, nargs="+", help="interactions for evaluate (default: --sizes)")
     p.add_argument("--stages", nargs="+", choices=("prepare", "teacher", "evaluate"),
                    default=["prepare", "teacher", "evaluate"])
@@ -283,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
         met = all(r["ratio"] >= PREPARE_RATIO_TARGET for r in results)
         print(f"prepare >= {PREPARE_RATIO_TARGET}x bare at every size: {'met' if met else 'NOT met'}", flush=True)
     if "teacher" in args.stages:
-        stage_teacher(args.work, sizes[-1])
+        stage_teacher(args.work, sizes[-1], args.teacher_users)
     if "evaluate" in args.stages:
         sizes = sorted(args.evaluate_sizes or sizes)
         results = [stage_evaluate(args.work, size) for size in sizes]
