@@ -87,10 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     pairs = contenders[WITH].model.teacher_pairs
     users = tf.constant([str(1 + k % 610) for k in range(args.batch_size)])
     lookup = tf.function(lambda ids, salt: pairs(ids, salt=salt))
-    lookup(users, 0)
+    lookup(users, tf.constant(0, tf.int64))
     start = time.perf_counter()
     for salt in range(50):
-        lookup(users, salt)
+        lookup(users, tf.constant(salt, tf.int64))  # a tensor: one trace for every salt
     print(f"TeacherPairs: {pairs.num_users} users, {pairs.memory_bytes() / 2**20:.1f} MiB of arrays; one lookup of "
           f"{args.batch_size} users {1000 * (time.perf_counter() - start) / 50:.2f} ms")
     _million_users(args.batch_size)
@@ -125,10 +125,10 @@ def _million_users(batch_size: int, users: int = 1_000_000, per_user: int = 20) 
     built = time.perf_counter() - start
     ids = tf.constant([f"u{k}" for k in rng.integers(0, users, batch_size)])
     lookup = tf.function(lambda ids, salt: pairs(ids, salt=salt))
-    lookup(ids, 0)
+    lookup(ids, tf.constant(0, tf.int64))
     start = time.perf_counter()
     for salt in range(50):
-        lookup(ids, salt)
+        lookup(ids, tf.constant(salt, tf.int64))
     print(f"TeacherPairs, {users:,} users x {per_user} pairs + 4 probes: {pairs.memory_bytes() / 2**30:.2f} GiB of "
           f"arrays, process RSS +{(_rss_mb() - before) / 1024:.2f} GiB (ids, hash table and arrays), built in "
           f"{built:.0f} s; one lookup of {batch_size} users {1000 * (time.perf_counter() - start) / 50:.2f} ms")
