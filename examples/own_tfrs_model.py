@@ -84,7 +84,7 @@ def build(ratings: tf.data.Dataset, movies: tf.data.Dataset, title_of, *, prepar
     task = tfrs.tasks.Retrieval(metrics=tfrs.metrics.FactorizedTopK(movies.batch(128).map(movie_model)))
     if not labels:
         return MovieLensModel(user_model, movie_model, task)
-    teacher_pairs = TeacherPairs.from_folders(labels, prepared)  # S-LLMR
+    teacher_pairs = TeacherPairs.from_folders(labels, prepared, item_index=True)  # S-LLMR
     llmr = SelectiveLLMRegularization.from_prepared(prepared)  # S-LLMR
     return MovieLensModel(user_model, movie_model, task, teacher_pairs, llmr, title_of)
 

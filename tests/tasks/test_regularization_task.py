@@ -108,7 +108,7 @@ class _Scorer(tfrs.Model):
 def test_a_ranking_model_of_its_own_trains_with_the_task(joined):  # noqa: F811
     labels, out, _ = joined
     data = PreparedData(out)
-    teacher_pairs = TeacherPairs.from_folders(labels, out)
+    teacher_pairs = TeacherPairs.from_folders(labels, out, item_index=True)  # the task maps indices back to ids
     llmr = SelectiveLLMRegularization.from_prepared(out, gate="reliability", budget=16)
     model = _Scorer(data.user_vocabulary(), data.item_vocabulary(), teacher_pairs, llmr)
     model.compile(optimizer=tf.keras.optimizers.Adam(0.05))

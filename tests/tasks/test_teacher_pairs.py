@@ -92,3 +92,15 @@ def test_the_memory_is_the_stated_bytes_per_user_and_pair():
     got = pairs(tf.constant(["u0", "u99999"]), salt=5)
     assert got[schema.TEACHER_MASK].numpy().sum() == 16
     assert pair_sampling.user_key("u0") != pair_sampling.user_key("u99999")
+
+
+def test_item_indices_name_the_same_items(joined):
+    labels, out, _ = joined
+    by_id = TeacherPairs.from_folders(labels, out)
+    by_index = TeacherPairs.from_folders(labels, out, item_index=True)
+    vocabulary = np.array([""] + PreparedData(out).item_vocabulary(), object)
+    users = tf.constant(["u1", "nobody", "u2"])
+    ids, indices = by_id(users, salt=2), by_index(users, salt=2)
+    for name in (schema.TEACHER_ITEM_I, schema.TEACHER_ITEM_J, schema.PROBE_ITEM_I, schema.PROBE_ITEM_J):
+        assert indices[name].dtype == tf.int64
+        assert vocabulary[indices[name].numpy()].tolist() == ids[name].numpy().astype(str).tolist()

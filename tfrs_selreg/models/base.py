@@ -36,6 +36,7 @@ from tfrs_selreg.models.catalog import ItemCatalog
 from tfrs_selreg.models.config import ModelConfig
 from tfrs_selreg.models.features import ItemFeatures, QueryFeatures
 from tfrs_selreg.tasks import SelectiveLLMRegularization
+from tfrs_selreg.tasks.regularization import memoized
 
 REC_LOSS = "rec_loss"
 TOTAL_LOSS = "total_loss"
@@ -156,7 +157,7 @@ class RecommenderModel(tfrs.Model):
         state, rec_loss = self.training_state(features, training)
         terms = {REC_LOSS: rec_loss()}
         if schema.TEACHER_PREF in features:
-            item_index = _memoized(self.item_index)
+            item_index = memoized(self.item_index)
 
             def pair_score_fn(rows: tf.Tensor, item_ids: tf.Tensor, item_gradient: bool | tf.Tensor) -> tf.Tensor:
                 return self.pair_score_state(state, rows, item_index(item_ids), item_gradient=item_gradient)
@@ -214,19 +215,3 @@ class RecommenderModel(tfrs.Model):
         """
         self.loss_terms(batch, training=False)
         self.built = True
-
-
-def _memoized(item_index: Callable[[tf.Tensor], tf.Tensor]) -> Callable[[tf.Tensor], tf.Tensor]:
-    """``item_index`` that looks each tensor up once per step.
-
-    The regularizer looks up the same pair items for its gate features and for scoring, and string hash
-    lookups are a visible part of a CPU step.
-    """
-    cache: dict = {}
-
-    def lookup(item_ids: tf.Tensor) -> tf.Tensor:
-        key = item_ids.ref()
-        if key not in cache:
-            cache[key] = item_index(item_ids)
-        return cache[key]
-    return lookup

@@ -24,6 +24,22 @@ def with_item_gradient(items: Tensor, item_gradient: bool | Tensor) -> Tensor:
     return tf.where(mask, items, tf.stop_gradient(items))
 
 
+def memoized(item_index: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
+    """``item_index`` that looks each tensor up once per step.
+
+    The regularizer looks up the same pair items for its gate features and for scoring, and string hash
+    lookups are a visible part of a CPU step.
+    """
+    cache: dict = {}
+
+    def lookup(item_ids: Tensor) -> Tensor:
+        key = item_ids.ref()
+        if key not in cache:
+            cache[key] = item_index(item_ids)
+        return cache[key]
+    return lookup
+
+
 def _takes_item_gradient(fn: Callable) -> bool:
     try:
         return "item_gradient" in inspect.signature(fn).parameters
@@ -84,6 +100,7 @@ class SelectiveLLMRegularization(tf.keras.layers.Layer):
             self.config, [0] + [int(p) for p in item_popularity], [0] + [int(t) for t in long_tail],
             cold_start_max_history, name="selective_regularizer")
         self.item_lookup = vocabulary_lookup(self.item_ids, "item_lookup")
+        self._vocabulary = tf.constant(("",) + self.item_ids, tf.string)  # index -> id, 0 the OOV slot
         self.trackers = {key: tf.keras.metrics.Mean(name=key) for key in OUTPUT_KEYS}
 
     @classmethod
@@ -94,6 +111,17 @@ class SelectiveLLMRegularization(tf.keras.layers.Layer):
         vocabulary = data.item_vocabulary()
         return cls(vocabulary, [items[i].popularity for i in vocabulary], [int(items[i].long_tail) for i in vocabulary],
                    cold_start_max_history=data.stats().thresholds.cold_start_max_history, **options)
+
+    def item_index(self, items: Tensor) -> Tensor:
+        """Item ids -> int64 indices (``item_ids[k]`` -> ``k + 1``, unknown -> 0); integer input is taken as
+        indices already (``TeacherPairs(item_index=True)``)."""
+        items = tf.convert_to_tensor(items)
+        return tf.cast(items, tf.int64) if items.dtype.is_integer else self.item_lookup(items)
+
+    def item_ids_of(self, items: Tensor) -> Tensor:
+        """Item ids of ``items``: strings as they are, indices mapped back (0 -> ``""``)."""
+        items = tf.convert_to_tensor(items)
+        return tf.gather(self._vocabulary, items) if items.dtype.is_integer else items
 
     @property
     def teacher_lambda(self) -> float:
@@ -110,7 +138,7 @@ class SelectiveLLMRegularization(tf.keras.layers.Layer):
                    ) -> dict[str, Tensor]:
         """The terms (``OUTPUT_KEYS``) without touching the metrics. ``pair_score_fn(rows, item_ids,
         item_gradient=...)``; ``item_index_fn`` maps item ids to this layer's index (default: its lookup)."""
-        item_index = item_index_fn or self.item_lookup
+        item_index = item_index_fn or memoized(self.item_index)
         regularizer = self.regularizer
         if _takes_item_gradient(pair_score_fn):
             def scores(rows, item_ids, item_gradient=None):
@@ -136,9 +164,19 @@ class SelectiveLLMRegularization(tf.keras.layers.Layer):
                              "pair_score_fn (any model), not both.")
         if pair_score_fn is None:
             def pair_score_fn(rows, item_ids, item_gradient=True):
-                candidates = with_item_gradient(candidate_model(item_ids), item_gradient)
+                candidates = with_item_gradient(candidate_model(self.item_ids_of(item_ids)), item_gradient)
                 return tf.reduce_sum(tf.gather(query_embeddings, rows) * tf.cast(candidates, query_embeddings.dtype),
                                      axis=-1)
+        elif _takes_item_gradient(pair_score_fn):
+            user_fn = pair_score_fn
+
+            def pair_score_fn(rows, item_ids, item_gradient):
+                return user_fn(rows, self.item_ids_of(item_ids), item_gradient=item_gradient)
+        else:
+            user_fn = pair_score_fn
+
+            def pair_score_fn(rows, item_ids):
+                return user_fn(rows, self.item_ids_of(item_ids))
         terms = self.loss_terms(pairs, pair_score_fn, training=training)
         if self.config.uses_teacher:
             for key, tracker in self.trackers.items():

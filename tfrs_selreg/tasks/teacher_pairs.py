@@ -55,17 +55,21 @@ class TeacherPairs(tf.keras.layers.Layer):
         in :func:`tfrs_selreg.data.label_join.join_user`'s order.
       teacher_pairs, probe_pairs: ``P`` and ``Q``.
       seed: the sampling seed (the prepare seed, for its pairs).
+      item_index: give the pairs' items as int64 indices, ``item_ids[k]`` -> ``k + 1`` and 0 for padding
+        (the index of ``SelectiveLLMRegularization`` and of a ``StringLookup`` over ``item_ids`` with one
+        OOV slot), instead of ids: the task then looks up no strings for the pairs it drops.
     """
 
     def __init__(self, item_ids: Sequence[str], user_ids: Sequence[str], history_length: Sequence[int],
                  teacher: tuple[np.ndarray, dict[str, np.ndarray]], probes: tuple[np.ndarray, dict[str, np.ndarray]],
-                 *, teacher_pairs: int = 8, probe_pairs: int = 4, seed: int = 0, join_counts: dict | None = None,
-                 **kwargs: Any) -> None:
+                 *, teacher_pairs: int = 8, probe_pairs: int = 4, seed: int = 0, item_index: bool = False,
+                 join_counts: dict | None = None, **kwargs: Any) -> None:
         super().__init__(trainable=False, **kwargs)
         if teacher_pairs < 1 or probe_pairs < 0:
             raise ValueError(f"TeacherPairs: teacher_pairs must be >= 1 and probe_pairs >= 0, got {teacher_pairs} "
                              f"and {probe_pairs}.")
         self.teacher_pairs, self.probe_pairs, self.seed = int(teacher_pairs), int(probe_pairs), int(seed)
+        self.item_index = bool(item_index)
         self.num_users = len(user_ids)
         self.join_counts = dict(join_counts or {})
         self._items = tf.constant(list(item_ids) + [""], tf.string)  # index len(item_ids): padding
@@ -167,7 +171,11 @@ class TeacherPairs(tf.keras.layers.Layer):
         real = chosen < count[:, None]
         flat = tf.where(real, start[:, None] + chosen, table.pad_row)
         columns = {k: tf.gather(v, flat) for k, v in table.columns.items()}
-        out = {names[0]: tf.gather(self._items, columns["item_i"]), names[1]: tf.gather(self._items, columns["item_j"]),
+        if self.item_index:
+            item = lambda column: tf.where(real, tf.cast(column, tf.int64) + 1, 0)  # noqa: E731
+        else:
+            item = lambda column: tf.gather(self._items, column)  # noqa: E731
+        out = {names[0]: item(columns["item_i"]), names[1]: item(columns["item_j"]),
                names[2]: columns["pref"], names[3]: columns["confidence"], mask_name: tf.cast(real, tf.float32)}
         if len(names) > 4:
             out[names[4]] = columns["truth"]
