@@ -1,4 +1,4 @@
-"""S-LLMR added to your own TFRS model: the two-tower model of the TFRS retrieval tutorial, plus four lines.
+"""S-LLMR added to your own TFRS model: the two-tower model of the TFRS retrieval tutorial, plus a few lines.
 
     tfrs-selreg prepare --dataset ml-latest-small --output out/ml-small --runner DirectRunner
     tfrs-selreg score --prepared out/ml-small --teacher embedding --output out/labels --runner DirectRunner
@@ -7,8 +7,9 @@
 The model, its data pipeline and its export are written the way the TFRS tutorial writes them (user id ->
 embedding, movie title -> embedding, ``tfrs.tasks.Retrieval``, a ``BruteForce`` index saved with
 ``tf.saved_model.save``), on the bundled MovieLens ratings read with ``tf.data``. The lines marked
-``# S-LLMR`` are all that S-LLMR adds: the teacher's pairs of a batch's users (``TeacherPairs``, from the
-labels ``score`` wrote) and the gated teacher loss (``SelectiveLLMRegularization``). The exported index
+``# S-LLMR`` are all that S-LLMR adds: the teacher's pairs of a batch's users, added in the input
+pipeline (``TeacherPairs``, from the labels ``score`` wrote), and the gated teacher loss
+(``SelectiveLLMRegularization``). The exported index
 holds the user tower and the movie embeddings only; ``--no-llmr`` trains the same model without them.
 """
 
@@ -47,29 +48,29 @@ def load_movielens(data_dir: str, max_users: int | None = None) -> tuple[tf.data
 
 
 class MovieLensModel(tfrs.Model):
-    """The tutorial's model; ``teacher_pairs`` and ``llmr`` (both optional) add S-LLMR."""
+    """The tutorial's model; ``llmr`` (optional) adds S-LLMR on batches that carry teacher pairs."""
 
-    def __init__(self, user_model, movie_model, task, teacher_pairs=None, llmr=None, title_of=None):
+    def __init__(self, user_model, movie_model, task, llmr=None, title_of=None):
         super().__init__()
         self.user_model = user_model
         self.movie_model = movie_model
         self.task = task
-        self.teacher_pairs, self.llmr, self.title_of = teacher_pairs, llmr, title_of  # S-LLMR
+        self.llmr, self.title_of = llmr, title_of  # S-LLMR
 
     def compute_loss(self, features, training=False):
         user_embeddings = self.user_model(features["user_id"])
         movie_embeddings = self.movie_model(features["movie_title"])
         loss = self.task(user_embeddings, movie_embeddings, compute_metrics=not training)
-        if self.llmr is not None:  # S-LLMR: the teacher's pairs of these users, scored by the two towers
-            pairs = self.teacher_pairs(features["user_id"], training=training)
-            loss += self.llmr(pairs, query_embeddings=user_embeddings, training=training,
+        if self.llmr is not None and "teacher_pref" in features:  # S-LLMR: the batch's pairs, scored by the towers
+            loss += self.llmr(features, query_embeddings=user_embeddings, training=training,
                               candidate_model=lambda movie_ids: self.movie_model(self.title_of.lookup(movie_ids)))
         return loss
 
 
 def build(ratings: tf.data.Dataset, movies: tf.data.Dataset, title_of, *, prepared: str | None, labels: str | None,
-          embedding_dim: int = 64) -> MovieLensModel:
-    """The tutorial's towers and task; with ``prepared`` and ``labels``, S-LLMR's layers too."""
+          embedding_dim: int = 64) -> tuple[MovieLensModel, TeacherPairs | None]:
+    """The tutorial's towers and task; with ``prepared`` and ``labels``, S-LLMR's task and the layer that adds
+    each batch's teacher pairs in the input pipeline."""
     user_ids_vocabulary = tf.keras.layers.StringLookup(mask_token=None)
     user_ids_vocabulary.adapt(ratings.map(lambda x: x["user_id"]).batch(4096))
     movie_titles_vocabulary = tf.keras.layers.StringLookup(mask_token=None)
@@ -83,10 +84,16 @@ def build(ratings: tf.data.Dataset, movies: tf.data.Dataset, title_of, *, prepar
         tf.keras.layers.Embedding(movie_titles_vocabulary.vocabulary_size(), embedding_dim)])
     task = tfrs.tasks.Retrieval(metrics=tfrs.metrics.FactorizedTopK(movies.batch(128).map(movie_model)))
     if not labels:
-        return MovieLensModel(user_model, movie_model, task)
+        return MovieLensModel(user_model, movie_model, task), None
     teacher_pairs = TeacherPairs.from_folders(labels, prepared, item_index=True)  # S-LLMR
     llmr = SelectiveLLMRegularization.from_prepared(prepared)  # S-LLMR
-    return MovieLensModel(user_model, movie_model, task, teacher_pairs, llmr, title_of)
+    return MovieLensModel(user_model, movie_model, task, llmr, title_of), teacher_pairs
+
+
+def with_teacher_pairs(batches: tf.data.Dataset, teacher_pairs: TeacherPairs) -> tf.data.Dataset:
+    """S-LLMR: each batch with its users' teacher pairs, a new sample per batch; tf.data overlaps the lookup
+    with the training step."""
+    return batches.map(lambda batch: {**batch, **teacher_pairs(batch["user_id"], training=True)})
 
 
 def export(model: MovieLensModel, movies: tf.data.Dataset, path: str) -> tfrs.layers.factorized_top_k.BruteForce:
@@ -114,9 +121,12 @@ def main(argv: list[str] | None = None) -> int:
         p.error("S-LLMR needs --prepared and --labels (or pass --no-llmr)")
     tf.keras.utils.set_random_seed(args.seed)
     ratings, movies, title_of = load_movielens(args.data_dir, args.max_users)
-    model = build(ratings, movies, title_of, prepared=args.prepared, labels=None if args.no_llmr else args.labels)
+    model, teacher_pairs = build(ratings, movies, title_of, prepared=args.prepared,
+                                 labels=None if args.no_llmr else args.labels)
     model.compile(optimizer=tf.keras.optimizers.Adagrad(0.5))
     train = ratings.shuffle(100_000, seed=args.seed, reshuffle_each_iteration=True).batch(args.batch_size)
+    if teacher_pairs is not None:
+        train = with_teacher_pairs(train, teacher_pairs)  # S-LLMR
     history = model.fit(train, epochs=args.epochs, verbose=2)
     index = export(model, movies, args.export)
     _, titles = index(np.array(["42"]))
