@@ -34,7 +34,7 @@ def _example():
 def test_the_example_with_and_without_s_llmr(movielens_prepared, movielens_scored, tmp_path, capsys):
     labels, _ = movielens_scored
     example = _example()
-    common = ["--max-users", "12", "--epochs", "2", "--batch-size", "256"]
+    common = ["--max-users", "12", "--epochs", "1", "--batch-size", "256"]
     with_llmr, without = str(tmp_path / "with"), str(tmp_path / "without")
     assert example.main(common + ["--prepared", movielens_prepared, "--labels", labels, "--export", with_llmr]) == 0
     log = capsys.readouterr().out

@@ -155,6 +155,12 @@ class SelectiveLLMRegularization(tf.keras.layers.Layer):
                             "teacher_gradient='all'.")
         return regularizer(pairs, pair_score_fn=scores, item_index_fn=item_index, training=training)
 
+    def pair_weights(self, pairs: Mapping[str, Tensor], pair_score_fn: Callable[[Tensor, Tensor], Tensor],
+                     item_index_fn: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """The gate's weight of every teacher pair slot ``[B, P]`` (0 on padding, ties and pairs left out), from
+        ``pair_score_fn(rows, item_ids)``; for diagnostics (``SelectiveRegularizer.pair_weights``)."""
+        return self.regularizer.pair_weights(pairs, pair_score_fn, item_index_fn or memoized(self.item_index))
+
     def call(self, pairs: Mapping[str, Tensor], *, query_embeddings: Tensor | None = None,
              candidate_model: Callable[[Tensor], Tensor] | None = None,
              pair_score_fn: Callable[..., Tensor] | None = None, training: Any = None) -> Tensor:
