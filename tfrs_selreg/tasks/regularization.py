@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -173,16 +174,12 @@ class SelectiveLLMRegularization(tf.keras.layers.Layer):
                 candidates = with_item_gradient(candidate_model(self.item_ids_of(item_ids)), item_gradient)
                 return tf.reduce_sum(tf.gather(query_embeddings, rows) * tf.cast(candidates, query_embeddings.dtype),
                                      axis=-1)
-        elif _takes_item_gradient(pair_score_fn):
-            user_fn = pair_score_fn
-
-            def pair_score_fn(rows, item_ids, item_gradient):
-                return user_fn(rows, self.item_ids_of(item_ids), item_gradient=item_gradient)
         else:
             user_fn = pair_score_fn
 
-            def pair_score_fn(rows, item_ids):
-                return user_fn(rows, self.item_ids_of(item_ids))
+            @functools.wraps(user_fn)  # keeps its signature: whether it takes item_gradient
+            def pair_score_fn(rows, item_ids, **kwargs):
+                return user_fn(rows, self.item_ids_of(item_ids), **kwargs)
         terms = self.loss_terms(pairs, pair_score_fn, training=training)
         if self.config.uses_teacher:
             for key, tracker in self.trackers.items():
