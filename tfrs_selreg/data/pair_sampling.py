@@ -6,15 +6,23 @@ and ``Q`` of its probe rows (rows sorted, :class:`~tfrs_selreg.data.labels.Label
 place of ``k``. Both choose, for ``n`` rows ``r = 0 .. n-1`` and a sample size ``m``:
 
 - every row, in order, when ``n <= m``;
-- otherwise the ``m`` rows of smallest ``key(seed, user_key(u), salt, kind, r)`` (ties by ``r``), in order,
+- otherwise one row from each of ``m`` strata of a rotation of the rows: with ``h(t) = key(seed,
+  user_key(u), kind, salt, t)``, ``[x]_n = floor(x n / MODULUS)`` (uniform in ``0 .. n-1``, a
+  multiply-shift rather than a modulo), ``a = [h(m)]_n`` and ``b_s = floor(s n / m)``, slot ``s = 0 ..
+  m-1`` takes row ``(a + b_s + [h(s)]_{b_{s+1} - b_s}) mod n``, in slot order.
 
-with ``salt`` the example index ``k`` or the step, ``kind`` :data:`TEACHER` or :data:`PROBE`, and ``key`` an
-integer hash in ``[0, MODULUS)`` (``MODULUS = 2^31``): ``x <- mix(x, v)`` over the five inputs (each taken
-modulo ``MODULUS``), where ``mix(x, v) = f(f(x XOR v, M1), M2)`` and ``f(y, m) = ((y m) >> 31) XOR ((y m) mod
-2^31)``, a multiply-xorshift. Every intermediate value stays below ``2^62``, so Python's integers and
-TensorFlow's ``int64`` agree bit for bit; that is why this is not ``random.Random`` or a TensorFlow
-stateless RNG, which have no counterpart on the other side. It uses no division, which costs TensorFlow
-several times a multiply on ``int64``.
+The strata are disjoint and non-empty, so the ``m`` rows are distinct, and the uniform rotation ``a``
+gives every row the same chance ``m / n``. It costs ``O(m)`` per example rather than a key per row and a
+top-``m`` selection, and no integer division, which TensorFlow's CPU kernels make several times dearer
+than a multiply on ``int64``.
+
+``salt`` is the example index ``k`` or the step, ``kind`` :data:`TEACHER` or :data:`PROBE`, and ``key`` an
+integer hash in ``[0, MODULUS)`` (``MODULUS = 2^31``): ``x <- mix(x, v)`` over the five inputs in that
+order (each taken modulo ``MODULUS``), where ``mix(x, v) = f(f(x XOR v, M1), M2)`` and ``f(y, m) =
+((y m) >> 31) XOR ((y m) mod 2^31)``, a multiply-xorshift. Every intermediate value stays below
+``2^62``, so Python's integers and TensorFlow's ``int64`` agree bit for bit; that is why this is not
+``random.Random`` or a TensorFlow stateless RNG, which have no counterpart on the other side. Limits:
+``n < 2^32`` rows per user, ``m < 2^21``.
 """
 
 from __future__ import annotations
@@ -47,39 +55,58 @@ def _mix(x: int, v: int) -> int:
     return _f(_f(x ^ v, _M1), _M2)
 
 
+def user_prefix(seed: int, key: int, kind: int) -> int:
+    """The hash state after ``seed``, the user's key and ``kind``: constant per user and kind, so
+    :class:`~tfrs_selreg.tasks.TeacherPairs` stores it and mixes in only the salt and the slots per step."""
+    return _mix(_mix(seed & _MASK, key), kind)
+
+
 def prefix(seed: int, key: int, salt: int, kind: int) -> int:
-    """``key`` with the first four inputs mixed in; :func:`row_key` adds the row."""
-    x = seed & _MASK
-    for v in (key, salt & _MASK, kind):
-        x = _mix(x, v)
-    return x
+    """``key`` with the first four inputs mixed in; :func:`row_key` adds the slot."""
+    return _mix(user_prefix(seed, key, kind), salt & _MASK)
 
 
 def row_key(prefix_value: int, row: int) -> int:
     return _mix(prefix_value, row)
 
 
+def slot_rows(n: int, size: int, head: int) -> list[int]:
+    """The rows of the ``size`` slots for ``n > size`` rows and the prefix ``head`` (module docstring)."""
+    start = (row_key(head, size) * n) >> 31
+    bounds = [s * n // size for s in range(size + 1)]
+    return [(start + bounds[s] + ((row_key(head, s) * (bounds[s + 1] - bounds[s])) >> 31)) % n for s in range(size)]
+
+
 def sample(rows: Sequence[T], size: int, *, seed: int, user_id: str, salt: int, kind: int) -> list[T]:
-    """The ``size`` rows of ``rows`` that the module docstring's rule chooses, in their order."""
+    """The ``size`` rows of ``rows`` that the module docstring's rule chooses, in slot order."""
     if len(rows) <= size:
         return list(rows)
-    head = prefix(seed, user_key(user_id), salt, kind)
-    chosen = sorted(range(len(rows)), key=lambda r: (row_key(head, r), r))[:size]
-    return [rows[r] for r in sorted(chosen)]
+    return [rows[r] for r in slot_rows(len(rows), size, prefix(seed, user_key(user_id), salt, kind))]
 
 
-def tf_row_keys(seed: int, keys, salt, kind: int, rows):
-    """``key`` of ``rows`` (int64 ``[B, M]``) for users of ``keys`` and ``salt`` (int64 ``[B]``): ``[B, M]``."""
+def tf_mix(x, v):
+    """:func:`_mix` on int64 tensors (broadcasting)."""
     import tensorflow as tf
 
     def f(y, m):
         y = y * m
         return tf.bitwise.bitwise_xor(tf.bitwise.right_shift(y, 31), tf.bitwise.bitwise_and(y, _MASK))
+    return f(f(tf.bitwise.bitwise_xor(x, v), _M1), _M2)
 
-    def mix(x, v):
-        return f(f(tf.bitwise.bitwise_xor(x, v), _M1), _M2)
 
-    x = tf.fill(tf.shape(keys), tf.constant(seed & _MASK, tf.int64))
-    for v in (keys, tf.bitwise.bitwise_and(salt, _MASK), tf.fill(tf.shape(keys), tf.constant(kind, tf.int64))):
-        x = mix(x, tf.cast(v, tf.int64))
-    return mix(x[:, None], tf.cast(rows, tf.int64))
+def tf_slot_rows(user_prefixes, salt, count, size: int):
+    """TensorFlow's :func:`slot_rows` for users of ``user_prefixes`` (:func:`user_prefix`), ``salt`` and
+    ``count`` rows (int64 ``[B]``): ``[B, size]`` row indices; a user with ``count <= size`` gets ``0 ..
+    size-1`` (the caller masks rows ``>= count``)."""
+    import tensorflow as tf
+
+    slots = tf.range(size + 1, dtype=tf.int64)
+    h = tf_mix(tf_mix(user_prefixes, tf.bitwise.bitwise_and(salt, _MASK))[:, None], slots)
+    n = tf.maximum(count, size + 1)[:, None]  # n > size: no empty stratum, no division by 0
+    # floor(s n / m) in float64 is exact for n < 2^32, m < 2^21, and TensorFlow's int64 FloorDiv costs as
+    # much as the rest of the lookup.
+    bounds = tf.cast(tf.floor(tf.cast(slots * n, tf.float64) / size), tf.int64)
+    rows = (tf.bitwise.right_shift(h[:, size:] * n, 31) + bounds[:, :-1]
+            + tf.bitwise.right_shift(h[:, :size] * (bounds[:, 1:] - bounds[:, :-1]), 31))
+    rows = tf.where(rows >= n, rows - n, rows)  # both terms are below n: the modulo is one subtraction
+    return tf.where(count[:, None] > size, rows, slots[:size])

@@ -19,25 +19,14 @@ features of the batch's distinct items. No padding slot is gathered, multiplied 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from tfrs_selreg.data.in_memory import vocabulary_lookup
 from tfrs_selreg.models.catalog import ItemCatalog
-
-
-def by_unique(fn: Callable[[tf.Tensor], tf.Tensor], index: tf.Tensor) -> tf.Tensor:
-    """``fn`` applied to the distinct values of ``index [...]`` only, then gathered back to ``[..., out]``.
-
-    A batch scores the same items many times (histories, teacher and probe pairs); computing each
-    distinct item once keeps the cost of content features proportional to the distinct items.
-    """
-    unique, position = tf.unique(tf.reshape(index, [-1]))
-    values = fn(unique)
-    out = tf.reshape(tf.gather(values, position), tf.concat([tf.shape(index), tf.shape(values)[1:]], axis=0))
-    return tf.ensure_shape(out, index.shape.concatenate(values.shape[1:]))
+from tfrs_selreg.tasks.regularization import by_unique
 
 
 def _ragged_ids(ids: np.ndarray) -> tf.RaggedTensor:

@@ -20,8 +20,7 @@ import tensorflow_recommenders as tfrs
 
 from tfrs_selreg.data import schema
 from tfrs_selreg.models.base import Features, RecommenderModel
-from tfrs_selreg.models.features import by_unique
-from tfrs_selreg.tasks import with_item_gradient
+from tfrs_selreg.tasks import by_unique, with_item_gradient
 
 
 class TwoTowerModel(RecommenderModel):

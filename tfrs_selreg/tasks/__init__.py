@@ -11,7 +11,7 @@ In a model's ``compute_loss``::
 model serves: export the model without them (``README.md``, "Add S-LLMR to your own model").
 """
 
-from tfrs_selreg.tasks.regularization import SelectiveLLMRegularization, with_item_gradient
+from tfrs_selreg.tasks.regularization import SelectiveLLMRegularization, by_unique, with_item_gradient
 from tfrs_selreg.tasks.teacher_pairs import TeacherPairs
 
-__all__ = ["SelectiveLLMRegularization", "TeacherPairs", "with_item_gradient"]
+__all__ = ["SelectiveLLMRegularization", "TeacherPairs", "by_unique", "with_item_gradient"]

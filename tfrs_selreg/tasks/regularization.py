@@ -25,6 +25,18 @@ def with_item_gradient(items: Tensor, item_gradient: bool | Tensor) -> Tensor:
     return tf.where(mask, items, tf.stop_gradient(items))
 
 
+def by_unique(fn: Callable[[Tensor], Tensor], index: Tensor) -> Tensor:
+    """``fn`` applied to the distinct values of ``index [...]`` only, then gathered back to ``[..., out]``.
+
+    A batch scores the same items many times (histories, teacher and probe pairs); computing each
+    distinct item once keeps the cost of an item tower proportional to the distinct items.
+    """
+    unique, position = tf.unique(tf.reshape(index, [-1]))
+    values = fn(unique)
+    out = tf.reshape(tf.gather(values, position), tf.concat([tf.shape(index), tf.shape(values)[1:]], axis=0))
+    return tf.ensure_shape(out, index.shape.concatenate(values.shape[1:]))
+
+
 def memoized(item_index: Callable[[Tensor], Tensor]) -> Callable[[Tensor], Tensor]:
     """``item_index`` that looks each tensor up once per step.
 
@@ -65,7 +77,7 @@ class SelectiveLLMRegularization(tf.keras.layers.Layer):
     formulas and the gate features). The scores come from either
 
     - ``query_embeddings [B, d]`` and ``candidate_model`` (item ids ``[K]`` -> ``[K, d]``): a retrieval model's
-      dot product, ``s(u, i) = q_u . c_i``; or
+      dot product, ``s(u, i) = q_u . c_i`` (the model is called once per distinct item); or
     - ``pair_score_fn(rows [K], item_ids [K]) -> logits [K]``, any model's score of ``item_ids[k]`` for the
       user of batch row ``rows[k]`` (a ranking network on (user features, item) pairs). With
       ``teacher_gradient`` other than ``all`` it must take ``item_gradient=`` (a bool or ``[K]`` mask; see
@@ -171,7 +183,8 @@ class SelectiveLLMRegularization(tf.keras.layers.Layer):
                              "pair_score_fn (any model), not both.")
         if pair_score_fn is None:
             def pair_score_fn(rows, item_ids, item_gradient=True):
-                candidates = with_item_gradient(candidate_model(self.item_ids_of(item_ids)), item_gradient)
+                candidates = by_unique(lambda items: candidate_model(self.item_ids_of(items)), item_ids)
+                candidates = with_item_gradient(candidates, item_gradient)
                 return tf.reduce_sum(tf.gather(query_embeddings, rows) * tf.cast(candidates, query_embeddings.dtype),
                                      axis=-1)
         else:

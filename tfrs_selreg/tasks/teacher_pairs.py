@@ -9,9 +9,9 @@ with ``salt`` in place of the record's index: for ``salt = k`` the pairs are exa
 ``salt`` is the layer's training-call counter (one new sample per step). Unknown users get no pairs (mask
 0, items ``""``, ``history_length`` 0).
 
-Held in memory (``memory_bytes()``): a ``tf.lookup`` hash table of the user ids, 24 bytes per user of
-per-user arrays, and 16 bytes per teacher pair (20 for a probe); per call, ``[B, M]`` int64 keys where
-``M`` is the largest number of rows of one user.
+Held in memory (``memory_bytes()``): a ``tf.lookup`` hash table of the user ids, 64 bytes per user of
+per-user columns and hash-table values, and 16 bytes per teacher pair (20 for a probe); per call,
+``[B, P + 1]`` int64 keys (``O(P)`` work per user, whatever its number of rows).
 """
 
 from __future__ import annotations
@@ -29,19 +29,32 @@ from tfrs_selreg.data.prepared import PreparedData
 _TEACHER_OUT = (schema.TEACHER_ITEM_I, schema.TEACHER_ITEM_J, schema.TEACHER_PREF, schema.TEACHER_CONFIDENCE)
 _PROBE_OUT = (schema.PROBE_ITEM_I, schema.PROBE_ITEM_J, schema.PROBE_PREF, schema.PROBE_CONFIDENCE,
               schema.PROBE_TRUTH)
+_USER_COLUMNS = ("teacher_prefix", "probe_prefix", "history_length", "teacher_start", "teacher_count", "probe_start",
+                 "probe_count")
 
 
 class _PairTable:
-    """One kind's rows, flat and grouped by user: ``offsets [U + 1]`` and per-row columns, plus one padding row
-    at index ``R`` (item ``pad_item``, numbers 0)."""
+    """One kind's rows, flat and grouped by user: ``offsets [U + 1]``, and the columns packed as one int32
+    matrix ``[R + 1, C]`` (floats by their bits) so that a lookup is one gather; row ``R`` is padding (item
+    ``pad_item``, numbers 0)."""
 
     def __init__(self, offsets: np.ndarray, columns: dict[str, np.ndarray], pad_item: int) -> None:
-        self.offsets = tf.constant(offsets, tf.int64)
+        offsets = np.asarray(offsets, np.int64)
+        self.starts, self.counts = offsets[:-1], np.diff(offsets)  # for the per-user columns, then dropped
         self.pad_row = int(offsets[-1]) if offsets.size else 0
-        self.max_rows = int(np.diff(offsets).max()) if offsets.size > 1 else 0
-        pads = {"item_i": pad_item, "item_j": pad_item}
-        self.columns = {k: tf.constant(np.append(v, np.array(pads.get(k, 0), v.dtype))) for k, v in columns.items()}
-        self.nbytes = offsets.nbytes + sum(v.nbytes for v in columns.values())
+        self.max_rows = int(self.counts.max()) if self.counts.size else 0
+        self.names = tuple(columns)
+        self.floats = tuple(k not in ("item_i", "item_j") for k in self.names)
+        packed = np.stack([np.asarray(v, np.float32).view(np.int32) if f else np.asarray(v, np.int32)
+                           for v, f in zip(columns.values(), self.floats)], axis=1).reshape(-1, len(self.names))
+        pad = np.array([[0 if f else pad_item for f in self.floats]], np.int32)
+        self.packed = tf.constant(np.concatenate([packed, pad]))
+        self.nbytes = int(self.packed.shape.num_elements()) * 4
+
+    def gather(self, flat: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The columns of rows ``flat [B, m]``: int32 items, float32 numbers."""
+        values = tf.unstack(tf.gather(self.packed, flat), axis=-1)
+        return {k: tf.bitcast(v, tf.float32) if f else v for k, v, f in zip(self.names, values, self.floats)}
 
 
 class TeacherPairs(tf.keras.layers.Layer):
@@ -65,22 +78,31 @@ class TeacherPairs(tf.keras.layers.Layer):
                  *, teacher_pairs: int = 8, probe_pairs: int = 4, seed: int = 0, item_index: bool = False,
                  join_counts: dict | None = None, **kwargs: Any) -> None:
         super().__init__(trainable=False, **kwargs)
-        if teacher_pairs < 1 or probe_pairs < 0:
-            raise ValueError(f"TeacherPairs: teacher_pairs must be >= 1 and probe_pairs >= 0, got {teacher_pairs} "
-                             f"and {probe_pairs}.")
+        if not (1 <= teacher_pairs < 2**21 and 0 <= probe_pairs < 2**21):
+            raise ValueError(f"TeacherPairs: teacher_pairs must be in 1 .. 2^21 - 1 and probe_pairs in 0 .. 2^21 - 1 "
+                             f"(tfrs_selreg.data.pair_sampling), got {teacher_pairs} and {probe_pairs}.")
         self.teacher_pairs, self.probe_pairs, self.seed = int(teacher_pairs), int(probe_pairs), int(seed)
         self.item_index = bool(item_index)
         self.num_users = len(user_ids)
         self.join_counts = dict(join_counts or {})
         self._items = tf.constant(list(item_ids) + [""], tf.string)  # index len(item_ids): padding
+        # Unknown users map to row U, whose counts and history length are 0.
         self._users = tf.lookup.StaticHashTable(
             tf.lookup.KeyValueTensorInitializer(tf.constant(list(user_ids), tf.string),
-                                                tf.range(len(user_ids), dtype=tf.int64)), default_value=-1)
-        keys = np.array([pair_sampling.user_key(u) for u in user_ids], np.int64)
-        self._user_keys = tf.constant(keys)
-        self._history_length = tf.constant(np.asarray(history_length, np.int64))
-        self._teacher, self._probes = _PairTable(*teacher, len(item_ids)), _PairTable(*probes, len(item_ids))
-        self._user_bytes = keys.nbytes * 3  # keys, history lengths, hash-table values
+                                                tf.range(len(user_ids), dtype=tf.int64)), default_value=len(user_ids))
+        pad_item = -1 if self.item_index else len(item_ids)  # index mode: -1 + 1 = 0, the padding index
+        self._teacher, self._probes = _PairTable(*teacher, pad_item), _PairTable(*probes, pad_item)
+        keys = tf.constant([pair_sampling.user_key(u) for u in user_ids], tf.int64)
+        per_user = np.zeros((len(user_ids) + 1, len(_USER_COLUMNS)), np.int64)
+        head = pair_sampling.tf_mix(tf.constant(self.seed & (pair_sampling.MODULUS - 1), tf.int64), keys)
+        for column, kind in ((0, pair_sampling.TEACHER), (1, pair_sampling.PROBE)):
+            per_user[:-1, column] = pair_sampling.tf_mix(head, tf.constant(kind, tf.int64)).numpy()  # user_prefix
+        per_user[:-1, 2] = np.asarray(history_length, np.int64)
+        for column, table in ((3, self._teacher), (5, self._probes)):
+            per_user[:-1, column], per_user[:-1, column + 1] = table.starts, table.counts
+            del table.starts, table.counts
+        self._per_user = tf.constant(per_user)  # one gather gives a batch's user columns
+        self._user_bytes = per_user.nbytes + 8 * len(user_ids)  # and the hash table's values
         # Every replica of a distributed step advances it alike: the first replica's update stands.
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
                                 aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
@@ -143,36 +165,24 @@ class TeacherPairs(tf.keras.layers.Layer):
         if salt is None:
             salt = self.step.assign_add(1) - 1 if training else self.step.read_value()
         salt = tf.broadcast_to(tf.cast(salt, tf.int64), tf.shape(user_ids))
-        row = self._users.lookup(user_ids)
-        known = row >= 0
-        row = tf.where(known, row, 0)
-        keys = tf.gather(self._user_keys, row)
-        out = {schema.HISTORY_LENGTH: tf.where(known, tf.gather(self._history_length, row), 0)}
-        out.update(self._sample(self._teacher, row, known, keys, salt, self.teacher_pairs, pair_sampling.TEACHER,
-                                _TEACHER_OUT, schema.TEACHER_MASK))
-        out.update(self._sample(self._probes, row, known, keys, salt, self.probe_pairs, pair_sampling.PROBE,
-                                _PROBE_OUT, schema.PROBE_MASK))
+        columns = tf.unstack(tf.gather(self._per_user, self._users.lookup(user_ids)), axis=-1)
+        user = dict(zip(_USER_COLUMNS, columns))
+        out = {schema.HISTORY_LENGTH: user["history_length"]}
+        out.update(self._sample(self._teacher, user["teacher_prefix"], user["teacher_start"], user["teacher_count"],
+                                salt, self.teacher_pairs, _TEACHER_OUT, schema.TEACHER_MASK))
+        out.update(self._sample(self._probes, user["probe_prefix"], user["probe_start"], user["probe_count"],
+                                salt, self.probe_pairs, _PROBE_OUT, schema.PROBE_MASK))
         return out
 
-    def _sample(self, table: _PairTable, row, known, keys, salt, size: int, kind: int, names, mask_name):
-        start = tf.gather(table.offsets, row)
-        count = tf.where(known, tf.gather(table.offsets, row + 1) - start, 0)
-        width = max(table.max_rows, size)
-        r = tf.range(width, dtype=tf.int64)[None, :]
-        valid = r < count[:, None]
+    def _sample(self, table: _PairTable, prefixes, start, count, salt, size: int, names, mask_name):
         if table.max_rows > size:
-            # The `size` smallest (key, r) of the valid rows; padding ranks after every valid row.
-            key = pair_sampling.tf_row_keys(self.seed, keys, salt, kind, tf.broadcast_to(r, tf.shape(valid)))
-            rank = tf.where(valid, key, pair_sampling.MODULUS) * width + r
-            chosen = tf.sort(tf.math.top_k(-rank, k=size, sorted=False).indices, axis=1)
+            chosen = pair_sampling.tf_slot_rows(prefixes, salt, count, size)
         else:
-            chosen = tf.broadcast_to(tf.range(size, dtype=tf.int32)[None, :], [tf.shape(row)[0], size])
-        chosen = tf.cast(chosen, tf.int64)
+            chosen = tf.range(size, dtype=tf.int64)[None, :]
         real = chosen < count[:, None]
-        flat = tf.where(real, start[:, None] + chosen, table.pad_row)
-        columns = {k: tf.gather(v, flat) for k, v in table.columns.items()}
+        columns = table.gather(tf.where(real, start[:, None] + chosen, table.pad_row))
         if self.item_index:
-            item = lambda column: tf.where(real, tf.cast(column, tf.int64) + 1, 0)  # noqa: E731
+            item = lambda column: tf.cast(column, tf.int64) + 1  # noqa: E731  (padding: -1 + 1 = 0)
         else:
             item = lambda column: tf.gather(self._items, column)  # noqa: E731
         out = {names[0]: item(columns["item_i"]), names[1]: item(columns["item_j"]),
