@@ -9,9 +9,9 @@ import apache_beam as beam
 
 from beam_pipelines.prepare.options import COUNTS, REJECTED
 from beam_pipelines.prepare.read import DedupeCatalog, ParseLabels, ReadInteractions, ReadItems
-from beam_pipelines.prepare.user_examples import USERS, BuildExamples, SplitUsers, build_catalog
-from beam_pipelines.prepare.write import WriteCatalog, WriteShard, WriteUsers, write_text, write_user_vocabulary
-from tfrs_selreg.data import prepared, readers, schema, splitting
+from beam_pipelines.prepare.user_examples import SplitUsers, build_catalog
+from beam_pipelines.prepare.write import USER_IDS, WriteCatalog, WriteShard, write_text, write_user_vocabulary
+from tfrs_selreg.data import prepared, readers, splitting
 from tfrs_selreg.data.prepare_config import PrepareConfig
 from tfrs_selreg.data.readers import lines
 
@@ -80,6 +80,16 @@ def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: re
         **({"first_lines": first_lines} if first_lines is not None else {})
     ).with_outputs(REJECTED, COUNTS, main="main")
 
+    label_rejects, label_counts = [], []
+    by_user = {"interactions": interactions.main}
+    if label_files:
+        parsed = (p | "LabelFiles" >> beam.Create(label_files)
+                  | "ParseLabels" >> beam.ParDo(ParseLabels()).with_outputs(REJECTED, COUNTS,
+                                                                           main="main"))
+        by_user["labels"] = parsed.main
+        label_rejects.append(parsed[REJECTED])
+        label_counts.append(parsed[COUNTS])
+
     cuts = None
     if o.split == splitting.SPLIT_TEMPORAL:
         cuts = beam.pvalue.AsSingleton(
@@ -87,12 +97,13 @@ def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: re
             | "TimestampHistogram" >> beam.CombineGlobally(_Histogram())
             | "TemporalCuts" >> beam.Map(_temporal_cuts, o.temporal_val_fraction,
                                          o.temporal_test_fraction))
-    users = (interactions.main
-             | "GroupByUser" >> beam.GroupByKey()
+    # One shuffle by user brings a user's interactions and label rows together.
+    users = (by_user
+             | "GroupByUser" >> beam.CoGroupByKey()
              | "SplitUsers" >> beam.ParDo(SplitUsers(o.split, o.seed, o.cold_start_fraction),
-                                          cuts=cuts).with_outputs(COUNTS, main="main"))
+                                          cuts=cuts).with_outputs(COUNTS, REJECTED, main="main"))
     popularity = (users.main
-                  | "TrainItems" >> beam.FlatMap(lambda s: [(x[0], 1) for x in s.train])
+                  | "TrainItems" >> beam.FlatMap(lambda u: [(x[0], 1) for x in u[0].train])
                   | "Popularity" >> beam.CombinePerKey(sum))
     catalog = (catalog_items.main | "CatalogToList" >> beam.combiners.ToList()
                | "BuildCatalog" >> beam.Map(
@@ -103,51 +114,32 @@ def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: re
     if o.num_shards:
         shard_count = p | "NumShards" >> beam.Create([o.num_shards])
     else:  # auto: from the number of training examples, so that one shard's records fit a worker
-        shard_count = (users.main | "TrainExamples" >> beam.Map(lambda s: len(s.train))
+        shard_count = (users.main | "TrainExamples" >> beam.Map(lambda u: len(u[0].train))
                        | "SumTrainExamples" >> beam.CombineGlobally(sum)
                        | "NumShards" >> beam.Map(lambda n: max(1, -(-n // o.examples_per_shard))))
     shards = beam.pvalue.AsSingleton(shard_count)
-    keyed_users = users.main | "KeyUsers" >> beam.Map(lambda s: (s.user_id, s))
-    joined = {"users": keyed_users}
-    label_rejects = []
-    label_counts = []
-    if label_files:
-        parsed = (p | "LabelFiles" >> beam.Create(label_files)
-                  | "ParseLabels" >> beam.ParDo(ParseLabels()).with_outputs(REJECTED, COUNTS,
-                                                                           main="main"))
-        joined["labels"] = parsed.main
-        label_rejects.append(parsed[REJECTED])
-        label_counts.append(parsed[COUNTS])
-    built = (joined | "JoinLabels" >> beam.CoGroupByKey()
-             | "BuildExamples" >> beam.ParDo(BuildExamples(config, with_labels=bool(label_files)),
+    # The second and last shuffle, by shard: each shard's users are built into records and written together.
+    empty_shards = shard_count | "AllShards" >> beam.FlatMap(lambda n: [(s, None) for s in range(n)])
+    keyed = users.main | "KeyByShard" >> beam.Map(lambda u, n: (splitting.shard_of(u[0].user_id, n), u), n=shards)
+    written = ((keyed, empty_shards) | "WithEmptyShards" >> beam.Flatten()
+               | "GroupByShard" >> beam.GroupByKey()
+               | "WriteShards" >> beam.ParDo(WriteShard(config, out, with_labels=bool(label_files)),
                                              catalog=beam.pvalue.AsSingleton(catalog), num_shards=shards)
-             .with_outputs(REJECTED, COUNTS, USERS, main="main"))
-
-    empty_shards = shard_count | "AllShards" >> beam.FlatMap(
-        lambda n: [((split, s), []) for split in schema.SPLITS for s in range(n)])
-    shard_counts = ((built.main, empty_shards) | "WithEmptyShards" >> beam.Flatten()
-                    | "GroupShards" >> beam.GroupByKey()
-                    | "WriteShards" >> beam.ParDo(WriteShard(out), num_shards=shards))
-    empty_user_shards = shard_count | "AllUserShards" >> beam.FlatMap(lambda n: [(s, None) for s in range(n)])
-    user_counts = ((built[USERS] | "UserRows" >> beam.Map(lambda u: (u[0], (u[1], u[3]))), empty_user_shards)
-                   | "WithEmptyUserShards" >> beam.Flatten()
-                   | "GroupUserShards" >> beam.GroupByKey()
-                   | "WriteUsers" >> beam.ParDo(WriteUsers(out), num_shards=shards))
-    vocabulary_count = (built[USERS]
-                        | "UserIds" >> beam.FlatMap(lambda u: [u[1]] if u[2] else [])
+               .with_outputs(REJECTED, USER_IDS, main="main"))
+    vocabulary_count = (written[USER_IDS]
                         | "UserIdsToList" >> beam.combiners.ToList()
                         | "WriteUserVocabulary" >> beam.Map(write_user_vocabulary(out)))
 
-    rejected = ((interactions[REJECTED], items[REJECTED], catalog_items[REJECTED],
-                 built[REJECTED], *label_rejects) | "AllRejected" >> beam.Flatten())
+    rejected = ((interactions[REJECTED], items[REJECTED], catalog_items[REJECTED], users[REJECTED],
+                 written[REJECTED], *label_rejects) | "AllRejected" >> beam.Flatten())
     _ = (rejected | "RejectedToJson" >> beam.Map(lambda r: json.dumps(r, sort_keys=True))
          | "WriteDeadLetter" >> beam.io.WriteToText(
              os.path.join(out, prepared.DEAD_LETTER_DIR, "rejected"), file_name_suffix=".jsonl"))
     reject_counts = rejected | "RejectReasons" >> beam.Map(
         lambda r: (f"rejected/{r['input']}/{r['reason']}", 1))
     shards_used = shard_count | "ShardsUsed" >> beam.Map(lambda n: ("num_shards", n))
-    _ = ((interactions[COUNTS], items[COUNTS], users[COUNTS], built[COUNTS], catalog_counts, shards_used,
-          shard_counts, user_counts, vocabulary_count, reject_counts, *label_counts)
+    _ = ((interactions[COUNTS], items[COUNTS], users[COUNTS], written.main, catalog_counts, shards_used,
+          vocabulary_count, reject_counts, *label_counts)
          | "AllCounts" >> beam.Flatten()
          | "SumCounts" >> beam.CombinePerKey(sum)
          | "CountsToList" >> beam.combiners.ToList()

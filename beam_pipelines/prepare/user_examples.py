@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 from typing import Any
 
 import apache_beam as beam
@@ -16,17 +18,25 @@ from tfrs_selreg.data.prepare_config import PrepareConfig
 
 @beam.typehints.with_output_types(Any)
 class SplitUsers(beam.DoFn):
-    """``(user_id, lists of interactions)`` -> :class:`splitting.UserSplit` (dedup, split, cold-start simulation)."""
+    """``(user_id, {"interactions": lists of interactions, "labels": label rows})`` -> ``(UserSplit, label
+    rows)`` (dedup, split, cold-start simulation); the label rows of a user without interactions are
+    rejected as ``unknown_user``."""
 
     def __init__(self, mode: str, seed: int, cold_start_fraction: float):
         self._mode, self._seed, self._cold = mode, seed, cold_start_fraction
 
     def process(self, element, cuts=None):
-        user_id, chunks = element
-        interactions = [x for chunk in chunks for x in chunk]
+        user_id, grouped = element
+        interactions = [x for chunk in grouped["interactions"] for x in chunk]
+        label_rows = list(grouped.get("labels", ()))
+        if not interactions:
+            for row, path, line in label_rows:
+                yield beam.pvalue.TaggedOutput(REJECTED, reject_record(
+                    "labels", path, line, labels_lib.REJECT_UNKNOWN_USER, row.to_json()))
+            return
         val_cut, test_cut = cuts if cuts else (None, None)
         split = splitting.split_user(user_id, interactions, mode=self._mode, seed=self._seed,
-                              cold_start_fraction=self._cold, val_cut=val_cut, test_cut=test_cut)
+                                     cold_start_fraction=self._cold, val_cut=val_cut, test_cut=test_cut)
         if split.duplicates:
             yield beam.pvalue.TaggedOutput(COUNTS, ("duplicate_interactions", split.duplicates))
         if split.dropped_by_simulation:
@@ -34,7 +44,7 @@ class SplitUsers(beam.DoFn):
                                                     split.dropped_by_simulation))
         if split.simulated_cold_start:
             yield beam.pvalue.TaggedOutput(COUNTS, ("simulated_cold_start_users", 1))
-        yield split
+        yield split, label_rows
 
 
 def build_catalog(items: list, popularity: dict[str, int], long_tail_fraction: float) -> dict:
@@ -47,72 +57,62 @@ def build_catalog(items: list, popularity: dict[str, int], long_tail_fraction: f
             "items": by_id}
 
 
-USERS = "users"
+@dataclasses.dataclass
+class UserRecords:
+    """One user's output: ``records[split]`` as ``(sort_key, serialized tf.train.Example)``, the users-file
+    row, the rejected label rows (dead-letter records) and the counts."""
+
+    records: dict[str, list]
+    user: prepared.User
+    rejected: list[dict]
+    counts: collections.Counter
 
 
-@beam.typehints.with_output_types(Any)
-class BuildExamples(beam.DoFn):
-    """A user's split (+ joined labels) -> ``((split, shard), (sort_key, record))`` and side rows: on
-    ``USERS``, ``(shard, user_id, has training items, users-file line)``."""
+def user_records(split: splitting.UserSplit, label_rows: list, catalog: dict, config: PrepareConfig,
+                 with_labels: bool) -> UserRecords:
+    """The records of one user's split with its joined label rows (``(LabelRow, path, line)``)."""
+    o = config
+    user_id = split.user_id
+    held_out = {x[0] for x in split.val} | {x[0] for x in split.test}
+    teacher_rows, probe_rows, rejected = label_join.join_user(
+        ((row, (path, line)) for row, path, line in label_rows), catalog["popularity"], held_out)
+    counts: collections.Counter = collections.Counter()
+    counts["labels_joined_teacher"] += len(teacher_rows)
+    counts["labels_joined_probe"] += len(probe_rows)
 
-    def __init__(self, config: PrepareConfig, with_labels: bool):
-        self._config = config
-        self._with_labels = with_labels
-
-    def process(self, element, catalog, num_shards):
-        user_id, grouped = element
-        splits = list(grouped["users"])
-        label_rows = list(grouped.get("labels", ()))
-        if not splits:
-            for row, path, line in label_rows:
-                yield beam.pvalue.TaggedOutput(REJECTED, reject_record(
-                    "labels", path, line, labels_lib.REJECT_UNKNOWN_USER, row.to_json()))
-            return
-        (split,) = splits
-        o = self._config
-        held_out = {x[0] for x in split.val} | {x[0] for x in split.test}
-        teacher_rows, probe_rows, rejected = label_join.join_user(
-            ((row, (path, line)) for row, path, line in label_rows), catalog["popularity"], held_out)
-        for row, (path, line), reason in rejected:
-            yield beam.pvalue.TaggedOutput(REJECTED, reject_record("labels", path, line, reason, row.to_json()))
-        yield beam.pvalue.TaggedOutput(COUNTS, ("labels_joined_teacher", len(teacher_rows)))
-        yield beam.pvalue.TaggedOutput(COUNTS, ("labels_joined_probe", len(probe_rows)))
-
-        pop, tail = catalog["popularity"], catalog["long_tail"]
-        train_items = [x[0] for x in split.train]
-        n_train = len(train_items)
-        cold = n_train <= o.cold_start_max_history
-        L, seed = o.history_length, o.seed
-        shard = splitting.shard_of(user_id, num_shards)
-        common = dict(user_id=user_id, history_length=n_train, cold_start=cold)
-        with_labels = self._with_labels
-        train_records = []
-        for k, (item_id, ts, rating, _) in enumerate(split.train):
-            record = ex.make_example(
-                item_id=item_id, history=ex.padded_history(train_items[max(0, k - L):k], L), timestamp=ts,
-                rating=rating, item_popularity=pop[item_id], long_tail=item_id in tail,
-                teacher_pairs=pair_sampling.sample(teacher_rows, o.teacher_pairs, seed=seed, user_id=user_id,
-                                                   salt=k, kind=pair_sampling.TEACHER) if with_labels else None,
-                probe_pairs=pair_sampling.sample(probe_rows, o.probe_pairs, seed=seed, user_id=user_id,
-                                                 salt=k, kind=pair_sampling.PROBE) if with_labels else None,
-                num_teacher_pairs=o.teacher_pairs, num_probe_pairs=o.probe_pairs, **common)
-            train_records.append((splitting.unit_hash(seed, "order", user_id, k), record))
-        # One element per user and split keeps the shard shuffle small (records travel in lists).
-        yield ("train", shard), train_records
-        history = ex.padded_history(train_items, L)
-        for name, rows in (("val", split.val), ("test", split.test)):
-            yield (name, shard), [
-                (splitting.unit_hash(seed, "order", user_id, name, k), ex.make_example(
-                    item_id=item_id, history=history, timestamp=ts, rating=rating,
-                    item_popularity=pop.get(item_id, 0), long_tail=item_id in tail, **common))
-                for k, (item_id, ts, rating, _) in enumerate(rows)]
-        user = prepared.User(user_id, tuple(train_items), tuple(x[0] for x in split.val),
-                             tuple(x[0] for x in split.test), history_length=n_train, cold_start=cold)
-        yield beam.pvalue.TaggedOutput(USERS, (shard, user_id, bool(train_items), user.to_json()))
-        for name, rows in (("train", split.train), ("val", split.val), ("test", split.test)):
-            if rows:
-                yield beam.pvalue.TaggedOutput(COUNTS, (f"interactions_{name}", len(rows)))
-                yield beam.pvalue.TaggedOutput(COUNTS, (f"users_with_{name}", 1))
-        yield beam.pvalue.TaggedOutput(COUNTS, ("users", 1))
-        if cold:
-            yield beam.pvalue.TaggedOutput(COUNTS, ("cold_start_users", 1))
+    pop, tail = catalog["popularity"], catalog["long_tail"]
+    train_items = [x[0] for x in split.train]
+    n_train = len(train_items)
+    cold = n_train <= o.cold_start_max_history
+    L, seed = o.history_length, o.seed
+    common = dict(user_id=user_id, history_length=n_train, cold_start=cold)
+    train_records = []
+    for k, (item_id, ts, rating, _) in enumerate(split.train):
+        record = ex.make_example(
+            item_id=item_id, history=ex.padded_history(train_items[max(0, k - L):k], L), timestamp=ts,
+            rating=rating, item_popularity=pop[item_id], long_tail=item_id in tail,
+            teacher_pairs=pair_sampling.sample(teacher_rows, o.teacher_pairs, seed=seed, user_id=user_id,
+                                               salt=k, kind=pair_sampling.TEACHER) if with_labels else None,
+            probe_pairs=pair_sampling.sample(probe_rows, o.probe_pairs, seed=seed, user_id=user_id,
+                                             salt=k, kind=pair_sampling.PROBE) if with_labels else None,
+            num_teacher_pairs=o.teacher_pairs, num_probe_pairs=o.probe_pairs, **common)
+        train_records.append((splitting.unit_hash(seed, "order", user_id, k), record))
+    records = {"train": train_records}
+    history = ex.padded_history(train_items, L)
+    for name, rows in (("val", split.val), ("test", split.test)):
+        records[name] = [
+            (splitting.unit_hash(seed, "order", user_id, name, k), ex.make_example(
+                item_id=item_id, history=history, timestamp=ts, rating=rating,
+                item_popularity=pop.get(item_id, 0), long_tail=item_id in tail, **common))
+            for k, (item_id, ts, rating, _) in enumerate(rows)]
+    for name, rows in (("train", split.train), ("val", split.val), ("test", split.test)):
+        if rows:
+            counts[f"interactions_{name}"] += len(rows)
+            counts[f"users_with_{name}"] += 1
+    counts["users"] += 1
+    if cold:
+        counts["cold_start_users"] += 1
+    user = prepared.User(user_id, tuple(train_items), tuple(x[0] for x in split.val),
+                         tuple(x[0] for x in split.test), history_length=n_train, cold_start=cold)
+    return UserRecords(records, user, [reject_record("labels", path, line, reason, row.to_json())
+                                       for row, (path, line), reason in rejected], counts)
