@@ -108,7 +108,8 @@ class User:
 
     def to_json(self) -> str:
         """Its line of a users file (read back by :meth:`PreparedData.users`)."""
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        # vars(), not dataclasses.asdict: asdict deep-copies every item id, a tenth of prepare's time.
+        return json.dumps(vars(self), sort_keys=True)
 
 
 _RAW = CompressionTypes.UNCOMPRESSED
