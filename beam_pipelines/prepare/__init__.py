@@ -12,12 +12,13 @@ Stages (every statistic comes from the training split only):
 
 1. read interactions and the item catalog with the dataset's reader; malformed rows, unknown items and
    duplicate catalog entries go to ``dead_letter/`` with file, line and reason;
-2. keep positives (``rating >= --min-rating`` when set), group by user, dedupe, split
-   (``leave_last_out`` or ``temporal``) and optionally simulate cold-start users;
+2. keep positives (``rating >= --min-rating`` when set), group by user together with the user's
+   teacher label rows (one shuffle), dedupe, split (``leave_last_out`` or ``temporal``) and optionally
+   simulate cold-start users;
 3. training popularity per item -> catalog order, ``long_tail`` items (bottom ``--long-tail-fraction``);
-4. optionally join teacher labels per user, dropping unknown ids, invalid ``pref`` and leakage into
-   the user's validation/test items (counted, dead-lettered);
-5. one ``tf.train.Example`` per interaction, written into deterministic shards.
+4. group the users' splits by shard (the second and last shuffle); per shard, join each user's labels,
+   dropping unknown ids, invalid ``pref`` and leakage into the user's validation/test items (counted,
+   dead-lettered), and write one ``tf.train.Example`` per interaction and the users file.
 """
 
 import tfrs_selreg  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
