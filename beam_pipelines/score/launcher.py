@@ -58,7 +58,7 @@ def score(config: ScoreConfig, options: Optional[PipelineOptions] = None) -> dic
         options.view_as(StandardOptions).runner = "DirectRunner"  # Never let Beam pick (Prism download).
     teacher = registry.create(config.teacher, **config.teacher_options)
     data = PreparedData(config.prepared)
-    items, users = data.items(), data.users()
+    items, users = data.items(), candidates_lib.users_to_plan(data.iter_users, config.candidates)
     plans = candidates_lib.plan_prompts(items, users, config.candidates)
     if not plans:
         raise ScoreError(f"{config.prepared}: no user has a training item to build a prompt from")

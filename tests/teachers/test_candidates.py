@@ -198,6 +198,14 @@ def test_max_users_is_a_seeded_sample(movielens):
     assert chosen != {p.user_id for p in c.plan_prompts(items, users, c.CandidateConfig(max_users=7, seed=2))}
 
 
+def test_users_to_plan_holds_only_the_sample_and_plans_the_same(movielens):
+    items, users = movielens
+    for config in (c.CandidateConfig(max_users=7, seed=1), c.CandidateConfig()):
+        kept = c.users_to_plan(lambda: iter(reversed(users)), config)
+        assert len(kept) == (7 if config.max_users else sum(1 for u in users if u.train_items))
+        assert c.plan_prompts(items, kept, config) == c.plan_prompts(items, users, config)
+
+
 def test_to_request_resolves_items_and_names_a_missing_one(synthetic_prepared):
     data = PreparedData(synthetic_prepared)
     items, users = data.items(), data.users()

@@ -37,7 +37,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import random
-from typing import Mapping, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import Item, User
@@ -169,11 +169,8 @@ class _Planner:
     def __init__(self, items: Sequence[Item], users: Sequence[User], config: CandidateConfig):
         self.config = config
         self.catalog = _Catalog(items, config.popular_pool)
-        self.users = [u for u in users if u.train_items]
-        if config.max_users is not None and config.max_users < len(self.users):
-            ranked = sorted(self.users, key=lambda u: u.user_id)
-            self.users = _rng(config.seed, "users").sample(ranked, config.max_users)
-        self.users.sort(key=lambda u: u.user_id)
+        chosen = set(sample_user_ids([u.user_id for u in users if u.train_items], config))
+        self.users = sorted((u for u in users if u.user_id in chosen), key=lambda u: u.user_id)
         self.seen = {u.user_id: set(u.train_items) | set(u.val_items) | set(u.test_items)
                      for u in self.users}
         self.held_out = {u.user_id: set(u.val_items) | set(u.test_items) for u in self.users}
@@ -299,6 +296,23 @@ class _Planner:
         # Probes come last: their negatives follow the mixture of every other prompt of the user.
         plans.extend(self.probe(user) for user in self.users)
         return [p for p in plans if p is not None]
+
+
+def sample_user_ids(user_ids: Sequence[str], config: CandidateConfig) -> list[str]:
+    """The users of ``user_ids`` (those with training items) that a job scores, sorted: all of them, or the
+    seeded sample of ``config.max_users``."""
+    ranked = sorted(user_ids)
+    if config.max_users is None or config.max_users >= len(ranked):
+        return ranked
+    return sorted(_rng(config.seed, "users").sample(ranked, config.max_users))
+
+
+def users_to_plan(iter_users: Callable[[], Iterable[User]], config: CandidateConfig) -> list[User]:
+    """The users :func:`plan_prompts` needs, from two passes over ``iter_users()`` (e.g.
+    ``PreparedData.iter_users``): with ``max_users`` only the sampled users are held, and of the others
+    only their ids, so a slow teacher's sample of a large folder does not load every user."""
+    chosen = set(sample_user_ids([u.user_id for u in iter_users() if u.train_items], config))
+    return sorted((u for u in iter_users() if u.user_id in chosen), key=lambda u: u.user_id)
 
 
 def plan_prompts(items: Sequence[Item], users: Sequence[User],
