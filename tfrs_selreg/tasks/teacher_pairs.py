@@ -34,15 +34,13 @@ _USER_COLUMNS = ("teacher_prefix", "probe_prefix", "history_length", "teacher_st
 
 
 class _PairTable:
-    """One kind's rows, flat and grouped by user: ``offsets [U + 1]``, and the columns packed as one int32
-    matrix ``[R + 1, C]`` (floats by their bits) so that a lookup is one gather; row ``R`` is padding (item
-    ``pad_item``, numbers 0)."""
+    """One kind's rows, flat and grouped by user (``offsets [U + 1]``; each user's start and count go to
+    the per-user columns), packed as one int32 matrix ``[R + 1, C]`` (floats by their bits) so that a
+    lookup is one gather; row ``R`` is padding (item ``pad_item``, numbers 0)."""
 
     def __init__(self, offsets: np.ndarray, columns: dict[str, np.ndarray], pad_item: int) -> None:
-        offsets = np.asarray(offsets, np.int64)
-        self.starts, self.counts = offsets[:-1], np.diff(offsets)  # for the per-user columns, then dropped
-        self.pad_row = int(offsets[-1]) if offsets.size else 0
-        self.max_rows = int(self.counts.max()) if self.counts.size else 0
+        self.pad_row = int(offsets[-1]) if len(offsets) else 0
+        self.max_rows = int(np.diff(offsets).max()) if len(offsets) > 1 else 0
         self.names = tuple(columns)
         self.floats = tuple(k not in ("item_i", "item_j") for k in self.names)
         packed = np.stack([np.asarray(v, np.float32).view(np.int32) if f else np.asarray(v, np.int32)
@@ -98,9 +96,9 @@ class TeacherPairs(tf.keras.layers.Layer):
         for column, kind in ((0, pair_sampling.TEACHER), (1, pair_sampling.PROBE)):
             per_user[:-1, column] = pair_sampling.tf_mix(head, tf.constant(kind, tf.int64)).numpy()  # user_prefix
         per_user[:-1, 2] = np.asarray(history_length, np.int64)
-        for column, table in ((3, self._teacher), (5, self._probes)):
-            per_user[:-1, column], per_user[:-1, column + 1] = table.starts, table.counts
-            del table.starts, table.counts
+        for column, (offsets, _) in ((3, teacher), (5, probes)):
+            offsets = np.asarray(offsets, np.int64)
+            per_user[:-1, column], per_user[:-1, column + 1] = offsets[:-1], np.diff(offsets)
         self._per_user = tf.constant(per_user)  # one gather gives a batch's user columns
         self._user_bytes = per_user.nbytes + 8 * len(user_ids)  # and the hash table's values
         # Every replica of a distributed step advances it alike: the first replica's update stands.
