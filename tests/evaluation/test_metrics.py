@@ -95,3 +95,16 @@ def test_auc_by_counting_with_ties_and_positives_in_several_blocks(monkeypatch):
         n = scores[u][~positives[u] & ~excluded[u]]
         expected = ((p[:, None] > n[None, :]) + 0.5 * (p[:, None] == n[None, :])).mean()
         assert auc[u] == pytest.approx(expected, abs=1e-12)
+
+
+def test_float32_scores_give_the_float64_values():
+    # The metrics compare scores in their own type; float32 scores must rank exactly as their float64 copy.
+    rng = np.random.default_rng(3)
+    scores = np.round(rng.normal(size=(7, 50)), 1).astype(np.float32)  # ties
+    positives = rng.random((7, 50)) < 0.1
+    positives[np.arange(7), rng.integers(0, 50, 7)] = True  # every row has one (the no-copy path)
+    excluded = (rng.random((7, 50)) < 0.2) & ~positives
+    single = metrics.ranking_metrics(scores, positives, excluded, ks=(5, 20))
+    double = metrics.ranking_metrics(scores.astype(np.float64), positives, excluded, ks=(5, 20))
+    for key, values in double.items():
+        np.testing.assert_array_equal(single[key], values, err_msg=key)

@@ -48,19 +48,23 @@ def ranking_metrics(scores: np.ndarray, positives: np.ndarray, excluded: np.ndar
     >>> float(m["auc"][0]), float(m["recall@1"][0]), float(m["ndcg@1"][0])
     (1.0, 1.0, 1.0)
     """
-    scores = np.asarray(scores, np.float64)
+    scores = np.asarray(scores)
+    # Comparisons and the top-k are exact in the scores' own float type (the model's float32): no float64
+    # copy of the [users, items] matrix.
+    scores = scores if np.issubdtype(scores.dtype, np.floating) else scores.astype(np.float64)
     positives = np.asarray(positives, bool)
     excluded = np.asarray(excluded, bool)
     if scores.shape != positives.shape or scores.shape != excluded.shape:
         raise ValueError(f"scores {scores.shape}, positives {positives.shape} and excluded {excluded.shape} "
                          "must have the same [users, items] shape.")
-    if (positives & excluded).any():
+    if np.logical_and(positives, excluded).any():
         raise ValueError("an item is both a held-out positive and excluded; exclusions must not contain positives.")
-    masked = np.where(excluded, -np.inf, scores)
-    n_pos = positives.sum(axis=1)
-    n_neg = (~excluded).sum(axis=1) - n_pos
+    masked = np.where(excluded, scores.dtype.type(-np.inf), scores)
+    n_pos = np.count_nonzero(positives, axis=1)
+    n_excluded = np.count_nonzero(excluded, axis=1)
+    n_neg = scores.shape[1] - n_excluded - n_pos
     with np.errstate(invalid="ignore", divide="ignore"):
-        auc = (_positive_rank_sums(masked, positives, excluded) - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+        auc = (_positive_rank_sums(masked, positives, n_pos, n_excluded) - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
     out = {AUC: np.where((n_pos > 0) & (n_neg > 0), auc, np.nan)}
 
     k_max = min(max(ks), scores.shape[1])
@@ -79,24 +83,39 @@ def ranking_metrics(scores: np.ndarray, positives: np.ndarray, excluded: np.ndar
     return out
 
 
-def _positive_rank_sums(masked: np.ndarray, positives: np.ndarray, excluded: np.ndarray) -> np.ndarray:
+def _positive_rank_sums(masked: np.ndarray, positives: np.ndarray, n_pos: np.ndarray,
+                        n_excluded: np.ndarray) -> np.ndarray:
     """``sum_{p in P_u} rank_C(p)`` per user, ranks 1-based and averaged over ties, by counting.
 
     ``rank_C(p) = |{c in C_u: s_c < s_p}| + (|{c in C_u: s_c = s_p}| + 1) / 2`` (the Mann-Whitney average
     rank): one comparison of each positive with its row, no sort. Excluded items are ``-inf`` in
-    ``masked``, below every candidate, and are subtracted from the count.
+    ``masked``, below every candidate, and are subtracted from the count. Each user's first positive is
+    compared with the whole matrix at once (no copy of its rows); further positives (users with several)
+    are gathered in blocks of about ``_COMPARE_BLOCK`` elements.
     """
-    rows, cols = np.nonzero(positives)
     sums = np.zeros(masked.shape[0])
-    n_excluded = excluded.sum(axis=1)
+
+    def add(r: np.ndarray, row_scores: np.ndarray, s_p: np.ndarray) -> None:
+        less = np.count_nonzero(row_scores < s_p[:, None], axis=1) - n_excluded[r]
+        equal = np.count_nonzero(row_scores == s_p[:, None], axis=1)
+        np.add.at(sums, r, less + (equal + 1) / 2.0)
+
+    every = np.arange(masked.shape[0])
+    first = np.argmax(positives, axis=1)  # the first True of each row
+    if (n_pos > 0).all():
+        add(every, masked, masked[every, first])
+        multi = np.flatnonzero(n_pos > 1)
+        rows, cols = np.nonzero(positives[multi])
+        rows = multi[rows]
+        rest = cols != first[rows]
+        rows, cols = rows[rest], cols[rest]
+    else:
+        rows, cols = np.nonzero(positives)
     # Positives in blocks, so that the [positives, items] comparison stays near _COMPARE_BLOCK elements.
     block = max(1, _COMPARE_BLOCK // max(1, masked.shape[1]))
     for start in range(0, rows.size, block):
         r, c = rows[start:start + block], cols[start:start + block]
-        row_scores, s_p = masked[r], masked[r, c][:, None]
-        less = (row_scores < s_p).sum(axis=1) - n_excluded[r]
-        equal = (row_scores == s_p).sum(axis=1)
-        np.add.at(sums, r, less + (equal + 1) / 2.0)
+        add(r, masked[r], masked[r, c])
     return sums
 
 
