@@ -11,13 +11,15 @@ prepared folder (``tests.synthetic.make_prepared``; every feature of every role)
 - ``InMemorySplit.load`` of the whole split (parse, ``StringLookup`` of every id, concatenation) against
   the parse alone: what the lookups cost.
 
-The 1-minute load average is printed before and after.
+Each round's figures and the medians over rounds are printed, with the 1-minute load average before and
+after.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import time
 
@@ -69,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--users", type=int, default=12_000)
     p.add_argument("--items", type=int, default=3_000)
     p.add_argument("--records", type=int, default=200_000)
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=9)
     args = p.parse_args(argv)
     print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
     folder = os.path.join(args.work, "prepared")
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if not os.path.exists(indices_file):
         _write_indices(InMemorySplit.load(folder, "train", ROLES, max_records=args.records), strings, indices_file)
     _parse_seconds(files, features, args.records)  # warm the page cache
+    times: dict[str, list[float]] = {"strings": [], "indices": [], "load": [], "parse": []}
     for r in range(args.rounds):
         s = _parse_seconds(files, features, args.records)
         i = _parse_seconds([indices_file], as_indices, args.records)
@@ -92,9 +95,14 @@ def main(argv: list[str] | None = None) -> int:
         split = InMemorySplit.load(folder, "train", ROLES)
         load = time.perf_counter() - start
         whole = _parse_seconds(files, features, None)
+        for key, value in zip(times, (s, i, load, whole)):
+            times[key].append(value)
         print(f"round {r}: {args.records:,} records: strings {s:.2f} s, int64 indices {i:.2f} s ({i / s:.2f}x); "
               f"whole split ({split.num_records:,} records): InMemorySplit.load {load:.2f} s, parse alone "
               f"{whole:.2f} s (lookups and concatenation {load - whole:+.2f} s)", flush=True)
+    m = {key: statistics.median(values) for key, values in times.items()}
+    print(f"median of {args.rounds} rounds: strings {m['strings']:.2f} s, int64 indices {m['indices']:.2f} s "
+          f"({m['indices'] / m['strings']:.2f}x); InMemorySplit.load {m['load']:.2f} s, parse alone {m['parse']:.2f} s")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     return 0
 
