@@ -1,6 +1,6 @@
 """Parsing a training split: string ids (as ``prepare`` writes them) against the same records with int64 indices.
 
-    python benchmarks/bench_parse.py --work DIR [--users 12000 --items 3000] [--records 200000] [--rounds 3]
+    python benchmarks/bench_parse.py --work DIR [--users 12000 --items 3000] [--records 200000] [--rounds 9]
 
 Decides whether ``prepare`` should write vocabulary indices next to the string ids. On a synthetic
 prepared folder (``tests.synthetic.make_prepared``; every feature of every role), in interleaved rounds:
