@@ -100,9 +100,9 @@ def _positive_rank_sums(masked: np.ndarray, positives: np.ndarray, n_pos: np.nda
         equal = np.count_nonzero(row_scores == s_p[:, None], axis=1)
         np.add.at(sums, r, less + (equal + 1) / 2.0)
 
-    every = np.arange(masked.shape[0])
-    first = np.argmax(positives, axis=1)  # the first True of each row
     if (n_pos > 0).all():
+        every = np.arange(masked.shape[0])
+        first = np.argmax(positives, axis=1)  # the first True of each row
         add(every, masked, masked[every, first])
         multi = np.flatnonzero(n_pos > 1)
         rows, cols = np.nonzero(positives[multi])
