@@ -515,19 +515,22 @@ def test_bundled_copy_equals_the_shared_dataset():
     readers.get_reader("ml-latest-small").check(bundled)
 
 
+@pytest.mark.parametrize("final_newline", [False, True])
 @pytest.mark.parametrize("range_bytes", [1, 7, 64, 10_000])
-def test_byte_ranges_give_the_lines_of_the_whole_file_each_once(tmp_path, range_bytes):
+def test_byte_ranges_give_the_lines_of_the_whole_file_each_once(tmp_path, range_bytes, final_newline):
     """Whatever the range size, the ranges' lines (numbered from the first pass's counts) are text_lines'."""
     from tfrs_selreg.data.readers import base, lines
 
     body = ("\ufeffuser_id,item_id\r\n" + "".join(f"u{k % 7},i{k}\r\n" if k % 5 else "\n" for k in range(60))
-            ).encode("utf-8") + b"u9,\xff\xfe\n  \nu1,i99"  # an undecodable line, a blank one, no final newline
+            ).encode("utf-8") + b"u9,\xff\xfe\n  \nu1,i99" + b"\n" * final_newline  # undecodable, blank
     path = tmp_path / "interactions.csv"
     path.write_bytes(body)
     file = base.LineFile(str(path), "utf-8-sig", header_line=base.header_line(body[:100]))
     parts = lines.ranges(file, range_bytes)
     assert len(parts) == -(-len(body) // range_bytes)
-    first = lines.first_line_numbers({(file.path, r.index): lines.count_lines(r) for r in parts})
+    counts = {(file.path, r.index): lines.count_lines(r) for r in parts}
+    assert list(counts.values()) == [sum(1 for _ in lines._owned(r)) for r in parts]  # the block count is the lines'
+    first = lines.first_line_numbers(counts)
     got = [entry for r in parts for entry in lines.range_lines(r, first[(file.path, r.index)])]
     assert got == [e for e in base.text_lines(str(path), "utf-8-sig") if isinstance(e, Rejected) or e[0] > 1]
     assert any(isinstance(e, Rejected) for e in got) and got[-1] == (64, "u1,i99")

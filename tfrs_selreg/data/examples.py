@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Optional, Sequence
 
 from tfrs_selreg.data import example_codec as codec
@@ -72,17 +73,35 @@ def make_example(
 
 
 def _pair_entries(rows: Optional[Sequence[LabelPair]], num_slots: int, mask: str,
-                  columns: Sequence[str]) -> dict[str, bytes]:
-    """Map entries of pair features padded to ``num_slots``: ``columns`` name the features of the
-    ``LabelPair`` fields in order (item ids: '' pads; numbers: 0.0 pads); ``mask`` is 1.0 on real pairs."""
-    rows = list(rows or ())
+                  columns: Sequence[str]) -> tuple[tuple[str, bytes], ...]:
+    """Map entries ``(name, entry)`` of pair features padded to ``num_slots``: ``columns`` name the
+    features of the ``LabelPair`` fields in order (item ids: '' pads; numbers: 0.0 pads); ``mask`` is 1.0
+    on real pairs."""
+    return _padded_pair_entries(tuple(rows or ()), num_slots, mask, tuple(columns))
+
+
+# A user's records carry the same rows whenever the user has at most num_slots of them: the whole
+# entries are cached for that case, each row's encoded fields for the others (rows sampled per record).
+@functools.lru_cache(maxsize=1 << 12)
+def _padded_pair_entries(rows: tuple[LabelPair, ...], num_slots: int, mask: str,
+                         columns: tuple[str, ...]) -> tuple[tuple[str, bytes], ...]:
     pad = num_slots - len(rows)
-    out = {mask: codec.entry(mask, codec.float_feature([1.0] * len(rows) + [0.0] * pad))}
-    for field, key in zip(LabelPair._fields, columns):
-        values = [getattr(r, field) for r in rows]
-        feature = (codec.string_feature(values + [""] * pad) if field in ("item_i", "item_j")
-                   else codec.float_feature([float(v) for v in values] + [0.0] * pad))
-        out[key] = codec.entry(key, feature)
-    return out
+    pieces = list(zip(*[_row_pieces(r) for r in rows])) if rows else [()] * len(LabelPair._fields)
+    out = [(mask, codec.entry(mask, codec.float_feature([1.0] * len(rows) + [0.0] * pad)))]
+    for field, key, encoded in zip(LabelPair._fields, columns, pieces):
+        if field in _ITEM_FIELDS:
+            feature = codec.encoded_string_feature(list(encoded) + [codec.EMPTY_STRING_ENTRY] * pad)
+        else:
+            feature = codec.packed_float_feature(b"".join(encoded) + codec.FLOAT_ZERO * pad)
+        out.append((key, codec.entry(key, feature)))
+    return tuple(out)
 
 
+_ITEM_FIELDS = ("item_i", "item_j")
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _row_pieces(row: LabelPair) -> tuple[bytes, ...]:
+    """Each field of ``row`` encoded as its slot of a ``BytesList`` (item ids) or packed ``FloatList``."""
+    return tuple(codec.string_list_entry(getattr(row, f)) if f in _ITEM_FIELDS
+                 else codec.packed_float(float(getattr(row, f))) for f in LabelPair._fields)

@@ -27,6 +27,7 @@ order (each taken modulo ``MODULUS``), where ``mix(x, v) = f(f(x XOR v, M1), M2)
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from typing import TypeVar
@@ -41,6 +42,7 @@ PROBE = 2
 T = TypeVar("T")
 
 
+@functools.lru_cache(maxsize=1 << 10)  # a user's records are sampled one after another
 def user_key(user_id: str) -> int:
     """A stable integer of the user id in ``[0, MODULUS)`` (SHA-256, not Python's salted ``hash``)."""
     return int.from_bytes(hashlib.sha256(user_id.encode("utf-8")).digest()[:8], "big") & _MASK
@@ -72,9 +74,14 @@ def row_key(prefix_value: int, row: int) -> int:
 
 def slot_rows(n: int, size: int, head: int) -> list[int]:
     """The rows of the ``size`` slots for ``n > size`` rows and the prefix ``head`` (module docstring)."""
-    start = (row_key(head, size) * n) >> 31
+    keys = []
+    for t in range(size + 1):  # row_key(head, t), inlined: it runs for every slot of every training record
+        y = (head ^ t) * _M1
+        y = ((y >> 31) ^ (y & _MASK)) * _M2
+        keys.append((y >> 31) ^ (y & _MASK))
+    start = (keys[size] * n) >> 31
     bounds = [s * n // size for s in range(size + 1)]
-    return [(start + bounds[s] + ((row_key(head, s) * (bounds[s + 1] - bounds[s])) >> 31)) % n for s in range(size)]
+    return [(start + bounds[s] + ((keys[s] * (bounds[s + 1] - bounds[s])) >> 31)) % n for s in range(size)]
 
 
 def sample(rows: Sequence[T], size: int, *, seed: int, user_id: str, salt: int, kind: int) -> list[T]:
