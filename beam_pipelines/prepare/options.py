@@ -14,6 +14,8 @@ from tfrs_selreg.data.prepare_config import DEFAULTS
 
 REJECTED = "rejected"
 COUNTS = "counts"
+# Small enough that a file of a million rows (20-25 MB) gives every local worker ranges to read.
+READ_RANGE_BYTES = 4 << 20
 
 # Reasons counted but not errors of the input: they are the documented filtering rules.
 REASON_BELOW_MIN_RATING = "below_min_rating"
@@ -76,7 +78,8 @@ class PrepareOptions(PipelineOptions):
         add_flag(parser, "--examples-per-shard", dest="examples_per_shard", type=flags.integer(1),
                  default=d["examples_per_shard"], help="shard size of --num-shards auto")
         # Not part of PrepareConfig: how the input is cut for the workers changes no output byte.
-        add_flag(parser, "--read-range-bytes", dest="read_range_bytes", type=flags.integer(256), default=64 << 20,
+        add_flag(parser, "--read-range-bytes", dest="read_range_bytes", type=flags.integer(256),
+                 default=READ_RANGE_BYTES,
                  help="an interactions file of one row per line is read by the workers in ranges of this size")
 
 

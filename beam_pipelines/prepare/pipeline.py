@@ -7,7 +7,7 @@ import os
 
 import apache_beam as beam
 
-from beam_pipelines.prepare.options import COUNTS, REJECTED
+from beam_pipelines.prepare.options import COUNTS, READ_RANGE_BYTES, REJECTED
 from beam_pipelines.prepare.read import DedupeCatalog, ParseLabels, ReadInteractions, ReadItems
 from beam_pipelines.prepare.user_examples import SplitUsers, build_catalog
 from beam_pipelines.prepare.write import USER_IDS, WriteCatalog, WriteShard, write_text, write_user_vocabulary
@@ -52,7 +52,7 @@ class _Histogram(beam.CombineFn):
 
 
 def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: readers.DatasetReader,
-                   label_files: list[str], range_bytes: int = 64 << 20) -> None:
+                   label_files: list[str], range_bytes: int = READ_RANGE_BYTES) -> None:
     """The prepare job's transforms, reading ``config.data_dir`` (and ``label_files``), writing into ``out``;
     an interactions file of one row per line is read in ranges of ``range_bytes``."""
     o = config
