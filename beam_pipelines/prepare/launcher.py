@@ -107,6 +107,23 @@ def _check_error_fraction(stats: PrepareStats, config: PrepareConfig, output: st
                 "or raise --max-error-fraction.")
 
 
+def check_conservation(stats: PrepareStats) -> None:
+    """Every interaction row read is accounted for: ``read = rejected + filtered + written`` (train, val and
+    test), and each split has one record per interaction. A difference is data lost between reading and
+    writing (a runner fault, not bad input), so the job fails instead of publishing a partial folder."""
+    read = stats.rows_read["interactions"]
+    rejected = sum(stats.rows_rejected.get("interactions", {}).values())
+    filtered = sum(stats.rows_filtered.values())
+    written = sum(stats.interactions.values())
+    records = stats.records
+    if read != rejected + filtered + written or records != stats.interactions:
+        raise PrepareError(
+            f"{read - rejected - filtered - written:,} interaction rows were lost between reading and writing: "
+            f"read {read:,} = rejected {rejected:,} + filtered {filtered:,} + written {written:,} does not hold "
+            f"(written interactions {stats.interactions}, records {records}). The input is not at fault: the "
+            "runner dropped elements. The previous output, if any, is unchanged; run the job again.")
+
+
 def _dataset_card(stats: PrepareStats) -> str:
     t = stats.thresholds
     lines = [
@@ -227,6 +244,7 @@ def _run_into(options: PipelineOptions, config: PrepareConfig, output: str, read
     stats = _stats(counts, config, reader, label_files, seconds)
     write_text(os.path.join(output, prepared.STATS_FILE), [stats.to_text()])
     _check_error_fraction(stats, config, output)
+    check_conservation(stats)
     if stats.users == 0 or stats.interactions["train"] == 0:
         raise PrepareError(f"no training interactions left from {config.data_dir} (read "
                            f"{stats.rows_read}, filtered {stats.rows_filtered}); check "

@@ -234,6 +234,19 @@ def test_min_rating_and_cold_start_simulation(tmp_path):
     assert stats.interactions["train"] == sum(kept.values())
 
 
+def test_rows_lost_between_reading_and_writing_fail_the_job(tmp_path):
+    from beam_pipelines.prepare.launcher import check_conservation
+    stats = _run(_write_csv(tmp_path / "raw", ["u4,i3,2000,1", "u4,i2,2001,4"]), tmp_path / "out",
+                 "--min-rating", "3")
+    check_conservation(stats)  # read 14 = filtered 2 (below min rating, duplicate) + written 12
+    lost_user = dataclasses.replace(stats, interactions={**stats.interactions, "train": stats.interactions["train"] - 3},
+                                    records={**stats.records, "train": stats.records["train"] - 3})
+    with pytest.raises(prepare.PrepareError, match="3 interaction rows were lost between reading and writing"):
+        check_conservation(lost_user)
+    with pytest.raises(prepare.PrepareError, match="records"):
+        check_conservation(dataclasses.replace(stats, records={**stats.records, "val": 0}))
+
+
 def _all_bytes(out):
     blobs = {}
     for path in sorted(glob.glob(os.path.join(out, "**", "*"), recursive=True)):
