@@ -74,7 +74,7 @@ class PrepareOptions(PipelineOptions):
                  default=d["max_error_fraction"], help="fail when more rejected rows than this fraction")
         add_flag(parser, "--num-shards", dest="num_shards", type=_num_shards, default=d["num_shards"],
                  help="TFRecord and users-file shards per split, or auto: one per --examples-per-shard "
-                 "training examples")
+                 "accepted interaction rows")
         add_flag(parser, "--examples-per-shard", dest="examples_per_shard", type=flags.integer(1),
                  default=d["examples_per_shard"], help="shard size of --num-shards auto")
         # Not part of PrepareConfig: how the input is cut for the workers changes no output byte.

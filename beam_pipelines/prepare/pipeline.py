@@ -113,9 +113,12 @@ def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: re
 
     if o.num_shards:
         shard_count = p | "NumShards" >> beam.Create([o.num_shards])
-    else:  # auto: from the number of training examples, so that one shard's records fit a worker
-        shard_count = (users.main | "TrainExamples" >> beam.Map(lambda u: len(u[0].train))
-                       | "SumTrainExamples" >> beam.CombineGlobally(sum)
+    else:
+        # auto: from the accepted interaction rows (an upper bound on the training examples), known before the
+        # shuffle by user. Counted from the split users, as before, the local runner (multi_processing, 10M
+        # rows) lost 5-6 % of the users in two of three runs; counted here, none (docs/results/scale.md).
+        shard_count = (interactions.main | "AcceptedRows" >> beam.Map(lambda kv: len(kv[1]))
+                       | "SumAcceptedRows" >> beam.CombineGlobally(sum)
                        | "NumShards" >> beam.Map(lambda n: max(1, -(-n // o.examples_per_shard))))
     shards = beam.pvalue.AsSingleton(shard_count)
     # The second and last shuffle, by shard: each shard's users are built into records and written together.

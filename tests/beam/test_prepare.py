@@ -239,12 +239,25 @@ def test_rows_lost_between_reading_and_writing_fail_the_job(tmp_path):
     stats = _run(_write_csv(tmp_path / "raw", ["u4,i3,2000,1", "u4,i2,2001,4"]), tmp_path / "out",
                  "--min-rating", "3")
     check_conservation(stats)  # read 14 = filtered 2 (below min rating, duplicate) + written 12
-    lost_user = dataclasses.replace(stats, interactions={**stats.interactions, "train": stats.interactions["train"] - 3},
-                                    records={**stats.records, "train": stats.records["train"] - 3})
+    train = stats.interactions["train"] - 3
+    lost_user = dataclasses.replace(stats, interactions={**stats.interactions, "train": train},
+                                    records={**stats.records, "train": train})
     with pytest.raises(prepare.PrepareError, match="3 interaction rows were lost between reading and writing"):
         check_conservation(lost_user)
     with pytest.raises(prepare.PrepareError, match="records"):
         check_conservation(dataclasses.replace(stats, records={**stats.records, "val": 0}))
+
+
+def test_num_shards_auto_gives_one_shard_per_examples_per_shard_accepted_rows(tmp_path):
+    # 12 accepted rows (one more is below --min-rating): 3 shards of at most 5, every user written once.
+    out = tmp_path / "out"
+    stats = _run(_write_csv(tmp_path / "raw", ["u4,i3,2000,1"]), out, "--min-rating", "3",
+                 "--num-shards", "auto", "--examples-per-shard", "5")
+    assert stats.num_shards == 3
+    for split in schema.SPLITS:
+        assert len(glob.glob(os.path.join(out, f"{split}-*-of-00003.tfrecord"))) == 3
+    users = [u.user_id for u in PreparedData(str(out)).iter_users()]
+    assert sorted(users) == sorted(SEQUENCES) and len(glob.glob(prepared.users_pattern(str(out)))) == 3
 
 
 def _all_bytes(out):

@@ -37,7 +37,8 @@ class PrepareConfig:
       seed: seeds the splits, the cold-start simulation and the pair sampling.
       max_error_fraction: the job fails above this fraction of rejected rows.
       num_shards: TFRecord (and users-file) shards per split; ``0`` (``--num-shards auto``): one shard per
-        ``examples_per_shard`` training examples, so that a shard's memory on its worker is bounded.
+        ``examples_per_shard`` accepted interaction rows (rows read less rejected and below ``min_rating``;
+        an upper bound on the training examples), so that a shard's memory on its worker is bounded.
       examples_per_shard: the shard size of ``num_shards: 0``.
     """
 
