@@ -93,6 +93,7 @@ def score(config: ScoreConfig, options: Optional[PipelineOptions] = None) -> dic
     with FileSystems.open(stats_path) as f:
         stats = json.loads(f.read().decode("utf-8"))
     FileSystems.delete([stats_path])
+    check_every_prompt_observed(stats, len(plans))
     planned = {
         "users": len(planned_users),
         "cold_start_users": len(cold),
@@ -105,6 +106,16 @@ def score(config: ScoreConfig, options: Optional[PipelineOptions] = None) -> dic
     secrets = manifest.secrets_from_env([config.teacher_options.get("api_key_env")])
     manifest.write_manifest(config.output, result, secrets)
     return result
+
+
+def check_every_prompt_observed(stats: dict[str, Any], planned: int) -> None:
+    """Each planned prompt is observed once (cached, scored or failed); fewer means the runner dropped
+    elements, and the job fails before it writes the manifest instead of reporting partial labels as whole."""
+    if stats["prompts"] != planned:
+        raise ScoreError(
+            f"{planned - stats['prompts']:,} of {planned:,} planned prompts never reached the end of the job "
+            f"(observed {stats['prompts']:,}): the runner dropped elements. What was scored is in the cache; "
+            "run the job again (cached prompts are not sent to the teacher again).")
 
 
 def _embedding_dim(output: str) -> int:

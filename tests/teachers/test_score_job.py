@@ -88,6 +88,18 @@ def test_a_killed_runs_beam_temp_folders_are_removed(synthetic_prepared, tmp_pat
     assert not list(out.rglob("beam-temp-*"))
 
 
+def test_prompts_dropped_by_the_runner_fail_the_job_before_its_manifest(synthetic_prepared, tmp_path,
+                                                                         popularity_teacher):
+    from beam_pipelines.score.launcher import check_every_prompt_observed
+    out = tmp_path / "o"
+    # A whole job passes the check (it runs before the manifest is written).
+    assert score_job.main(["--prepared", synthetic_prepared, "--output", str(out), "--teacher", "popularity",
+                           "--max-users", "4"]) == 0
+    assert (out / "manifest.json").exists()
+    with pytest.raises(score_job.ScoreError, match="2 of 9 planned prompts never reached the end"):
+        check_every_prompt_observed({"prompts": 7}, 9)
+
+
 def test_main_prints_summary_and_reports_bad_flags(synthetic_prepared, tmp_path, capsys,
                                                    popularity_teacher):
     out = str(tmp_path / "o")
