@@ -4,13 +4,17 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 RUN_CONFIG ?= tfrs_selreg/configs/ml-latest-small.yaml
+# llama-cpp-python compiles llama.cpp on install. Its default build targets the building CPU; on an
+# AVX-512 machine that build crashed in llama_decode (segmentation fault, SmolLM2-135M), while this
+# AVX2 build passed the same tests.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 
 .PHONY: install run test lint clean
 
 $(BIN)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
-	$(BIN)/pip install --quiet -e '.[all]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet -e '.[all]'
 	touch $@
 
 install: $(BIN)/.installed
