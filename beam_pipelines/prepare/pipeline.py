@@ -115,8 +115,7 @@ def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: re
         shard_count = p | "NumShards" >> beam.Create([o.num_shards])
     else:
         # auto: from the accepted interaction rows (an upper bound on the training examples), known before the
-        # shuffle by user. Counted from the split users, as before, the local runner (multi_processing, 10M
-        # rows) lost 5-6 % of the users in two of three runs; counted here, none (docs/results/scale.md).
+        # shuffle by user; a count taken from the split users lost users on the local runner (scale.md).
         shard_count = (interactions.main | "AcceptedRows" >> beam.Map(lambda kv: len(kv[1]))
                        | "SumAcceptedRows" >> beam.CombineGlobally(sum)
                        | "NumShards" >> beam.Map(lambda n: max(1, -(-n // o.examples_per_shard))))
