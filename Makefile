@@ -4,17 +4,19 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 RUN_CONFIG ?= tfrs_selreg/configs/ml-latest-small.yaml
-# llama-cpp-python compiles llama.cpp on install. Its default build targets the building CPU; on an
-# AVX-512 machine that build crashed in llama_decode (segmentation fault, SmolLM2-135M), while this
-# AVX2 build passed the same tests.
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+# llama-cpp-python compiles llama.cpp on install. This build targets AVX2, not the building CPU, and
+# uses ggml's own thread pool instead of OpenMP: in the test process torch's bundled libgomp.so.1 is
+# loaded first and the OpenMP build of ggml binds to it. The test process crashed with a segmentation
+# fault inside the in-process llama tests, once with each of the native and the AVX2 OpenMP builds.
+# pip's wheel cache ignores CMAKE_ARGS, hence --no-cache-dir.
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_OPENMP=OFF
 
 .PHONY: install run test lint clean
 
 $(BIN)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade --quiet pip
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet -e '.[all]'
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(BIN)/pip install --quiet --no-cache-dir -e '.[all]'
 	touch $@
 
 install: $(BIN)/.installed

