@@ -17,7 +17,8 @@ and for every process it starts (Beam's worker processes):
   the ratio of their times. Targets: >= 0.8x the bare pipeline at every size; the peak RSS of each
   worker process at the largest size <= 1.5x that at the smallest.
 - ``teacher``: ``python -m beam_pipelines.score --teacher embedding --max-users N`` (``--teacher-users``,
-  100k by default; 2 workers) on the largest prepared folder: prompts/s and peak RSS.
+  100k by default, 0 for all users; ``--teacher random`` measures the job without a model; 2 workers)
+  on the largest prepared folder: prompts/s and peak RSS.
 - ``evaluate``: a two-tower run trained for a few steps on each prepared folder (``--evaluate-sizes``,
   default ``--sizes``), then ``tfrs-selreg evaluate --no-diagnostics``: users/s and peak RSS at each size.
   Its work grows with users x items (at 10M: 500k users x 100k items, about 35 minutes on 2 cores).
@@ -224,26 +225,35 @@ def stage_prepare(work: str, size: int) -> dict:
             "worker_peak_mb": _worker_peak(peaks), "runner_peak_mb": runner}
 
 
-def stage_teacher(work: str, size: int, users: int = TEACHER_USERS) -> None:
-    prepared = os.path.join(work, f"prepared-{size}")
-    out = os.path.join(work, f"labels-{size}-{users}")
-    seconds, peaks = run_measured(
-        _python() + ["-m", "beam_pipelines.score", "--prepared", prepared, "--teacher", "embedding", "--output",
-                     out, "--max-users", str(users)] + BEAM_2_WORKERS,
-        os.path.join(work, f"teacher-{size}.log"), env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    with open(os.path.join(out, "manifest.json")) as f:
-        prompts = json.load(f)["counts"]["prompts"]
-    print(f"embedding teacher, {users:,} users of the {size:,} folder: {prompts:,} prompts in "
-          f"{seconds:.0f} s = {prompts / seconds:,.1f} prompts/s; peak RSS {_rss_line(peaks)}", flush=True)
-
-
-def stage_evaluate(work: str, size: int) -> dict:
+def _prepared(work: str, size: int) -> str:
+    """The prepared folder of ``size`` interactions, made (unmeasured) when an earlier run left none."""
     prepared = os.path.join(work, f"prepared-{size}")
     if not os.path.exists(os.path.join(prepared, "stats.json")):
         data_dir = generate(os.path.join(work, f"csv-{size}"), size)
         run_measured(_python() + ["-m", "beam_pipelines.prepare", "--dataset", "csv", "--data-dir", data_dir,
                                   "--output", prepared, "--num-shards", "auto"] + BEAM_2_WORKERS,
                      os.path.join(work, f"prepare-{size}.log"))
+    return prepared
+
+
+def stage_teacher(work: str, size: int, users: int = TEACHER_USERS, teacher: str = "embedding") -> None:
+    """``users`` = 0: every user (no ``--max-users``)."""
+    prepared = _prepared(work, size)
+    out = os.path.join(work, f"labels-{size}-{teacher}-{users or 'all'}")
+    sample = ["--max-users", str(users)] if users else []
+    seconds, peaks = run_measured(
+        _python() + ["-m", "beam_pipelines.score", "--prepared", prepared, "--teacher", teacher, "--output",
+                     out, *sample] + BEAM_2_WORKERS,
+        os.path.join(work, f"teacher-{size}-{teacher}.log"), env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    with open(os.path.join(out, "manifest.json")) as f:
+        counts = json.load(f)["counts"]
+    print(f"{teacher} teacher, {counts['users']:,} users of the {size:,} folder: {counts['prompts']:,} prompts "
+          f"in {seconds:.0f} s = {counts['prompts'] / seconds:,.1f} prompts/s; peak RSS {_rss_line(peaks)}",
+          flush=True)
+
+
+def stage_evaluate(work: str, size: int) -> dict:
+    prepared = _prepared(work, size)
     run_dir = os.path.join(work, f"run-{size}")
     cli = "import sys; from tfrs_selreg.cli import main; sys.exit(main(sys.argv[1:]))"
     if not os.path.exists(os.path.join(run_dir, "weights.index")):
@@ -264,7 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--work", help="folder for the generated data, prepared folders and logs")
     p.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000], help="interactions")
-    p.add_argument("--teacher-users", type=int, default=TEACHER_USERS, help="users the teacher stage scores")
+    p.add_argument("--teacher-users", type=int, default=TEACHER_USERS,
+                   help="users the teacher stage scores (0: all)")
+    p.add_argument("--teacher", default="embedding", help="the teacher stage's teacher (random: planning and "
+                   "the job's own cost, with no model)")
     p.add_argument("--evaluate-sizes", type=int, nargs="+", help="interactions for evaluate (default: --sizes)")
     p.add_argument("--stages", nargs="+", choices=("prepare", "teacher", "evaluate"),
                    default=["prepare", "teacher", "evaluate"])
@@ -288,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         met = all(r["ratio"] >= PREPARE_RATIO_TARGET for r in results)
         print(f"prepare >= {PREPARE_RATIO_TARGET}x bare at every size: {'met' if met else 'NOT met'}", flush=True)
     if "teacher" in args.stages:
-        stage_teacher(args.work, sizes[-1], args.teacher_users)
+        stage_teacher(args.work, sizes[-1], args.teacher_users, args.teacher)
     if "evaluate" in args.stages:
         sizes = sorted(args.evaluate_sizes or sizes)
         results = [stage_evaluate(args.work, size) for size in sizes]

@@ -15,9 +15,24 @@ from tfrs_selreg.teachers import registry
 from tfrs_selreg.teachers.base import ScoringRequest, ScoringResult, Teacher
 
 
-class TeacherModelHandler(ModelHandler[ScoringRequest, PredictionResult, Teacher]):
-    """RunInference's view of a teacher: ``load_model`` builds and sets it up once per worker,
-    ``run_inference`` scores a batch of requests with ``Teacher.score_batch``."""
+class LazyTeacher:
+    """A teacher set up on first use: RunInference loads its model when a worker starts, and a job whose
+    prompts are all cached should not pay for loading a model it never calls."""
+
+    def __init__(self, teacher: Teacher):
+        self._teacher = teacher
+        self._ready = False
+
+    def get(self) -> Teacher:
+        if not self._ready:
+            self._teacher.setup()
+            self._ready = True
+        return self._teacher
+
+
+class TeacherModelHandler(ModelHandler[ScoringRequest, PredictionResult, LazyTeacher]):
+    """RunInference's view of a teacher: ``load_model`` builds it once per worker (set up on the first
+    batch), ``run_inference`` scores a batch of requests with ``Teacher.score_batch``."""
 
     def __init__(self, teacher: str, teacher_options: dict[str, Any], batch_size: int):
         super().__init__()
@@ -25,15 +40,14 @@ class TeacherModelHandler(ModelHandler[ScoringRequest, PredictionResult, Teacher
         self._teacher_options = dict(teacher_options)
         self._batch_size = batch_size
 
-    def load_model(self) -> Teacher:
-        teacher = registry.create(self._teacher, **self._teacher_options)
-        teacher.setup()
-        return teacher
+    def load_model(self) -> LazyTeacher:
+        return LazyTeacher(registry.create(self._teacher, **self._teacher_options))
 
-    def run_inference(self, batch: Sequence[ScoringRequest], model: Teacher,
+    def run_inference(self, batch: Sequence[ScoringRequest], model: LazyTeacher,
                       inference_args: Optional[dict[str, Any]] = None) -> Iterable[PredictionResult]:
+        teacher = model.get()
         try:
-            results = model.score_batch(batch)
+            results = teacher.score_batch(batch)
         except Exception as e:  # noqa: BLE001  (one bad batch becomes dead letters, not a dead job)
             logging.exception("teacher %s failed on a batch of %d prompts", self._teacher, len(batch))
             results = [ScoringResult(r.content_hash(), [], failure=FAILURE_TEACHER_EXCEPTION,

@@ -1,4 +1,4 @@
-"""Running the scoring job: planning and cache lookup on the driver, the pipeline, the manifest, the CLI."""
+"""Running the scoring job: the pipeline (planning, cache and scoring run in the workers), the manifest, the CLI."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, 
 from beam_pipelines.score.options import (
     DEAD_LETTER_PREFIX,
     LABELS_PREFIX,
+    PLANNED_TEMP_FILE,
     STATS_TEMP_FILE,
     ScoreConfig,
     ScoreError,
@@ -25,11 +26,9 @@ from beam_pipelines.score.options import (
     config_from_options,
 )
 from beam_pipelines.score.pipeline import build_pipeline
-from tfrs_selreg.data import item_embeddings, schema
+from tfrs_selreg.data import item_embeddings
 from tfrs_selreg.data.prepared import DEAD_LETTER_DIR, PreparedData
-from tfrs_selreg.teachers import candidates as candidates_lib
 from tfrs_selreg.teachers import manifest, registry
-from tfrs_selreg.teachers.cache import ResultCache
 
 
 def _remove_stale_outputs(output: str) -> None:
@@ -58,54 +57,50 @@ def score(config: ScoreConfig, options: Optional[PipelineOptions] = None) -> dic
         options.view_as(StandardOptions).runner = "DirectRunner"  # Never let Beam pick (Prism download).
     teacher = registry.create(config.teacher, **config.teacher_options)
     data = PreparedData(config.prepared)
-    items, users = data.items(), candidates_lib.users_to_plan(data.iter_users, config.candidates)
-    plans = candidates_lib.plan_prompts(items, users, config.candidates)
-    if not plans:
-        raise ScoreError(f"{config.prepared}: no user has a training item to build a prompt from")
-    catalog = {it.item_id: it for it in items}
-    cache = ResultCache.load(config.resolved_cache_dir)
-    tasks = []
-    for plan in plans:
-        key = teacher.cache_key(candidates_lib.to_request(plan, catalog))
-        tasks.append((key, plan, key in cache))
-    hits = sum(1 for _, _, cached in tasks if cached)
-    if cache.skipped_lines:
-        logging.warning("score: skipped %d incomplete/undecodable cache line(s) in %s (a killed run); "
-                        "their prompts are scored again", cache.skipped_lines, config.resolved_cache_dir)
-    planned_users = {p.user_id for p in plans}
-    logging.info("score: %d prompts for %d users with teacher %s (%d cached, %d to score)",
-                 len(plans), len(planned_users), config.teacher, hits, len(plans) - hits)
-
+    # The catalog is loaded here only for a teacher that embeds item texts (it also leaves those
+    # embeddings for training, item_embeddings); users and cache entries never reach the launcher.
+    embeds = callable(getattr(teacher, "item_vectors", None))
+    items = data.items() if embeds else []
     dead_letters = FileSystems.join(config.output, DEAD_LETTER_DIR)
     if not FileSystems.exists(dead_letters):
         FileSystems.mkdirs(dead_letters)
     _remove_stale_outputs(config.output)
-    cold = frozenset(u.user_id for u in users if u.cold_start and u.user_id in planned_users)
-    # A teacher that embeds item texts also leaves those embeddings for training (item_embeddings).
-    embeds = callable(getattr(teacher, "item_vectors", None))
     with beam.Pipeline(options=options) as p:
-        build_pipeline(p, config, tasks, cold, items if embeds else ())
+        build_pipeline(p, config, data.users_files, items)
     if embeds:
         item_embeddings.write_info(config.output, teacher=teacher.name, model=str(getattr(teacher, "model", "")),
                                    dim=_embedding_dim(config.output), items=len(items))
 
-    stats_path = FileSystems.join(config.output, STATS_TEMP_FILE)
-    with FileSystems.open(stats_path) as f:
-        stats = json.loads(f.read().decode("utf-8"))
-    FileSystems.delete([stats_path])
-    check_every_prompt_observed(stats, len(plans))
-    planned = {
-        "users": len(planned_users),
-        "cold_start_users": len(cold),
-        "teacher_pairs_planned": candidates_lib.pair_count(plans, schema.KIND_TEACHER),
-        "probes_planned": candidates_lib.pair_count(plans, schema.KIND_PROBE),
-        "cache_lines_skipped": cache.skipped_lines,
-    }
+    stats, planned = (_read_temp_json(FileSystems.join(config.output, name))
+                      for name in (STATS_TEMP_FILE, PLANNED_TEMP_FILE))
+    planned = {k: planned.get(k, 0) for k in PLANNED_KEYS}
+    if not planned["prompts"]:
+        raise ScoreError(f"{config.prepared}: no user has a training item to build a prompt from")
+    check_every_prompt_observed(stats, planned.pop("prompts"))
+    if planned["cache_lines_skipped"]:
+        logging.warning("score: skipped %d incomplete/undecodable cache line(s) in %s (a killed run); "
+                        "their prompts were scored again", planned["cache_lines_skipped"],
+                        config.resolved_cache_dir)
+    logging.info("score: %d prompts for %d users with teacher %s (%d cached, %d scored)", stats["prompts"],
+                 planned["users"], config.teacher, stats["cache_hits"], stats["prompts_scored"])
     result = manifest.build_manifest(teacher, stats, planned=planned, config=config.to_json(),
                                      wall_time_s=time.time() - start)
     secrets = manifest.secrets_from_env([config.teacher_options.get("api_key_env")])
     manifest.write_manifest(config.output, result, secrets)
     return result
+
+
+PLANNED_KEYS = ("users", "cold_start_users", "prompts", "teacher_pairs_planned", "probes_planned",
+                "cache_lines_skipped")
+
+
+def _read_temp_json(path: str) -> dict[str, Any]:
+    """A one-line JSON file the job wrote for the launcher, deleted once read; a job with nothing to
+    count (no user planned) leaves an empty one."""
+    with FileSystems.open(path) as f:
+        text = f.read().decode("utf-8").strip()
+    FileSystems.delete([path])
+    return json.loads(text) if text else {}
 
 
 def check_every_prompt_observed(stats: dict[str, Any], planned: int) -> None:

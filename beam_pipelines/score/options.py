@@ -19,8 +19,10 @@ from tfrs_selreg.teachers.cache import CACHE_DIR
 LABELS_PREFIX = "labels"
 DEAD_LETTER_PREFIX = "failures"
 STATS_TEMP_FILE = "_score_stats.json"
+PLANNED_TEMP_FILE = "_score_planned.json"
 METRICS_NAMESPACE = "tfrs_selreg.score"
 CACHED = "cached"
+PLANNED = "planned"
 
 # Failure reasons the job itself assigns (teachers assign their own, see base.ScoringResult).
 FAILURE_TEACHER_EXCEPTION = "teacher_exception"
@@ -65,6 +67,9 @@ class ScoreOptions(PipelineOptions):
                   help="coverage augmentation: users each long-tail item is scored for (0: none)")
         add_flag(parser, "--long-tail-items-per-prompt", dest="long_tail_items_per_prompt",
                   type=flags.integer(1), default=d.long_tail_items_per_prompt)
+        add_flag(parser, "--long-tail-bucket-users", dest="long_tail_bucket_users", type=flags.integer(1),
+                  default=d.long_tail_bucket_users,
+                  help="users per bucket of the long-tail assignment (what one worker holds for it)")
         add_flag(parser, "--model", default=None, help="teacher model (path or endpoint model name)")
         add_flag(parser, "--base-url", dest="base_url", default=None,
                   help="OpenAI-compatible endpoint (openai teacher)")
@@ -142,7 +147,8 @@ def config_from_options(o: ScoreOptions) -> ScoreConfig:
             num_candidates=o.num_candidates, popular_pool=o.popular_pool, uniform_mix=o.uniform_mix,
             pairs_per_user=o.pairs_per_user, probes_per_user=o.probes_per_user,
             long_tail_users_per_item=o.long_tail_users_per_item,
-            long_tail_items_per_prompt=o.long_tail_items_per_prompt)
+            long_tail_items_per_prompt=o.long_tail_items_per_prompt,
+            long_tail_bucket_users=o.long_tail_bucket_users)
     except ValueError as e:
         raise ScoreError(str(e).replace("CandidateConfig.", "--")) from None
     if o.batch_size < 1 or o.progress_every < 1:

@@ -14,27 +14,43 @@ from beam_pipelines.score.options import (
     CACHED,
     DEAD_LETTER_PREFIX,
     LABELS_PREFIX,
+    PLANNED,
+    PLANNED_TEMP_FILE,
     STATS_TEMP_FILE,
     ScoreConfig,
 )
 from beam_pipelines.score.transforms import (
+    AssignLongTail,
     CheckAndCache,
     CombineStats,
     EmbedItems,
-    ObserveResult,
-    ReadCache,
+    JoinCache,
+    KeyByLongTailBucket,
+    LongTailRequests,
+    ParseCacheLine,
+    PlanUser,
     ResolveRequests,
+    SumCounts,
     ToDeadLetter,
+    observe_result,
 )
 from tfrs_selreg.data import item_embeddings
-from tfrs_selreg.data.prepared import DEAD_LETTER_DIR
+from tfrs_selreg.data.prepared import DEAD_LETTER_DIR, read_users_file
 from tfrs_selreg.teachers import candidates as candidates_lib
+from tfrs_selreg.teachers import long_tail
+from tfrs_selreg.teachers.cache import SHARD_PATTERN
 
 
-def build_pipeline(p: beam.Pipeline, config: ScoreConfig, tasks: list[tuple[str, candidates_lib.PromptPlan, bool]],
-                   cold_start_users: frozenset, items: Sequence = ()) -> None:
-    """The scoring graph for ``tasks`` = ``(cache key, plan, cached)``; with ``items``, also the teacher's
-    embedding of each (``tfrs_selreg.data.item_embeddings``)."""
+def build_pipeline(p: beam.Pipeline, config: ScoreConfig, users_files: Sequence[str], items: Sequence = ()) -> None:
+    """The scoring graph: plan the prompts of the users in ``users_files`` (the prepared users shards),
+    join them with the cache by key, score the rest, write labels, dead letters, stats and what was
+    planned; with ``items``, also the teacher's embedding of each (``tfrs_selreg.data.item_embeddings``).
+
+    Planning runs in the workers, a user at a time: the catalog (items.jsonl, loaded by each worker) is
+    the only global input, the long-tail assignment runs per bucket of users, and the cache is joined
+    by key (``CoGroupByKey``), so neither users nor cache entries are ever held in one place.
+    """
+    cfg = config.candidates
     if items:
         _ = (p
              | "CreateItems" >> beam.Create(items)
@@ -43,22 +59,50 @@ def build_pipeline(p: beam.Pipeline, config: ScoreConfig, tasks: list[tuple[str,
              | "WriteItemEmbeddings" >> beam.io.WriteToTFRecord(
                  os.path.join(item_embeddings.folder(config.output), item_embeddings.PREFIX),
                  file_name_suffix=item_embeddings.SUFFIX))
-    resolved = (p
-                | "CreatePrompts" >> beam.Create(tasks)
-                | "ResolveRequests" >> beam.ParDo(ResolveRequests(config.prepared)).with_outputs(
-                    CACHED, main="to_score"))
-    branches = []
-    if any(not cached for _, _, cached in tasks):
-        handler = KeyedModelHandler(TeacherModelHandler(config.teacher, config.teacher_options,
-                                                        config.batch_size))
-        branches.append(resolved.to_score
-                        | "ScoreWithTeacher" >> RunInference(handler)
-                        | "CheckAndCache" >> beam.ParDo(CheckAndCache(config.resolved_cache_dir,
-                                                                      config.progress_every)))
-    if any(cached for _, _, cached in tasks):
-        branches.append(resolved[CACHED]
-                        | "ReadCache" >> beam.ParDo(ReadCache(config.resolved_cache_dir)))
-    results = tuple(branches) | "AllResults" >> beam.Flatten()
+    users = (p
+             | "UsersFiles" >> beam.Create(list(users_files))
+             | "SpreadUsersFiles" >> beam.Reshuffle()
+             | "ReadUsers" >> beam.FlatMap(read_users_file)
+             | "WithTrainItems" >> beam.Filter(lambda u: bool(u.train_items)))
+    if cfg.max_users is not None:
+        sample = beam.pvalue.AsSingleton(
+            users
+            | "UserIds" >> beam.Map(lambda u: u.user_id)
+            | "SampleUsers" >> beam.combiners.Top.Smallest(
+                cfg.max_users, key=lambda uid: candidates_lib.user_rank(cfg.seed, uid))
+            | "SampleToSet" >> beam.Map(frozenset))
+        users = users | "InSample" >> beam.Filter(lambda u, chosen: u.user_id in chosen, chosen=sample)
+    by_user = users | "KeyByUser" >> beam.Map(lambda u: (u.user_id, u))
+    groups: dict = {"user": by_user}
+    if cfg.long_tail_users_per_item:
+        num_buckets = beam.pvalue.AsSingleton(
+            users
+            | "CountUsers" >> beam.combiners.Count.Globally()
+            | "NumBuckets" >> beam.Map(long_tail.num_buckets, cfg))
+        members = users | "KeyByBucket" >> beam.ParDo(KeyByLongTailBucket(config.prepared, cfg), num_buckets)
+        wanted = (p
+                  | "Once" >> beam.Create([None])
+                  | "LongTailRequests" >> beam.ParDo(LongTailRequests(config.prepared, cfg), num_buckets))
+        groups["long_tail"] = ({"members": members, "items": wanted}
+                               | "GroupByBucket" >> beam.CoGroupByKey()
+                               | "AssignLongTail" >> beam.ParDo(AssignLongTail(cfg)))
+    planned = (groups
+               | "JoinLongTail" >> beam.CoGroupByKey()
+               | "PlanUsers" >> beam.ParDo(PlanUser(config.prepared, cfg)).with_outputs(PLANNED, main="plans"))
+    requests = planned.plans | "ResolveRequests" >> beam.ParDo(
+        ResolveRequests(config.prepared, cfg, config.teacher, config.teacher_options))
+    cache_lines = (p
+                   | "CachePattern" >> beam.Create([os.path.join(config.resolved_cache_dir, SHARD_PATTERN)])
+                   | "ReadCache" >> beam.io.ReadAllFromText()
+                   | "ParseCache" >> beam.ParDo(ParseCacheLine()).with_outputs(PLANNED, main="entries"))
+    resolved = ({"requests": requests, "cached": cache_lines.entries}
+                | "GroupByCacheKey" >> beam.CoGroupByKey()
+                | "JoinCache" >> beam.ParDo(JoinCache()).with_outputs(CACHED, main="to_score"))
+    handler = KeyedModelHandler(TeacherModelHandler(config.teacher, config.teacher_options, config.batch_size))
+    scored = (resolved.to_score
+              | "ScoreWithTeacher" >> RunInference(handler)
+              | "CheckAndCache" >> beam.ParDo(CheckAndCache(config.resolved_cache_dir, config.progress_every)))
+    results = (scored, resolved[CACHED]) | "AllResults" >> beam.Flatten()
 
     _ = (results
          | "ToLabelRows" >> beam.FlatMap(lambda e: [row.to_json() for row in e[1].rows])
@@ -70,8 +114,14 @@ def build_pipeline(p: beam.Pipeline, config: ScoreConfig, tasks: list[tuple[str,
          | "WriteDeadLetters" >> beam.io.WriteToText(
              os.path.join(config.output, DEAD_LETTER_DIR, DEAD_LETTER_PREFIX), file_name_suffix=".jsonl"))
     _ = (results
-         | "Observe" >> beam.ParDo(ObserveResult(cold_start_users))
+         | "Observe" >> beam.Map(observe_result)
          | "CombineStats" >> beam.CombineGlobally(CombineStats())
          | "StatsToJson" >> beam.Map(json.dumps)
          | "WriteStats" >> beam.io.WriteToText(os.path.join(config.output, STATS_TEMP_FILE),
                                                shard_name_template=""))
+    _ = ((planned[PLANNED], cache_lines[PLANNED])
+         | "AllPlanned" >> beam.Flatten()
+         | "SumPlanned" >> beam.CombineGlobally(SumCounts())
+         | "PlannedToJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
+         | "WritePlanned" >> beam.io.WriteToText(os.path.join(config.output, PLANNED_TEMP_FILE),
+                                                 shard_name_template=""))

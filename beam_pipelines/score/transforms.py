@@ -1,4 +1,5 @@
-"""The scoring job's DoFns (requests, cache, dead letters, item embeddings, observations) and its stats CombineFn."""
+"""The scoring job's DoFns (planning, requests, cache, dead letters, item embeddings, observations) and its
+stats CombineFns."""
 
 from __future__ import annotations
 
@@ -10,35 +11,135 @@ from typing import Any, Optional, Sequence
 import apache_beam as beam
 
 from beam_pipelines.score.handler import check_result
-from beam_pipelines.score.options import CACHED, METRICS_NAMESPACE, ScoreError
-from tfrs_selreg.data import item_embeddings
+from beam_pipelines.score.options import CACHED, METRICS_NAMESPACE, PLANNED, ScoreError
+from tfrs_selreg.data import item_embeddings, schema
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.teachers import candidates as candidates_lib
-from tfrs_selreg.teachers import manifest, registry
-from tfrs_selreg.teachers.cache import CacheWriter, ResultCache
+from tfrs_selreg.teachers import long_tail, manifest, registry
+from tfrs_selreg.teachers.cache import CacheWriter, result_from_json, result_to_json
 
 
-class ResolveRequests(beam.DoFn):
-    """``(key, plan, cached)`` -> ``(key, ScoringRequest)``, cached ones to the ``cached`` output."""
+class _WithCatalog(beam.DoFn):
+    """A DoFn that loads the prepared catalog (items.jsonl) once per worker: planning's one global input."""
 
-    def __init__(self, prepared_dir: str):
+    def __init__(self, prepared_dir: str, config: candidates_lib.CandidateConfig):
         self._prepared_dir = prepared_dir
-        self._catalog: dict = {}
+        self._config = config
 
     def setup(self):
-        self._catalog = {it.item_id: it for it in PreparedData(self._prepared_dir).items()}
+        self._items = {it.item_id: it for it in PreparedData(self._prepared_dir).items()}
+        self._catalog = candidates_lib.Catalog(list(self._items.values()), self._config.popular_pool)
+        self._planner = candidates_lib.UserPlanner(self._catalog, self._config)
+
+
+class KeyByLongTailBucket(_WithCatalog):
+    """A scored user -> ``(bucket, (user_id, long-tail items the user interacted with))``."""
+
+    def process(self, user, num_buckets):
+        yield (long_tail.user_bucket(user.user_id, num_buckets, self._config),
+               (user.user_id, self._planner.seen_long_tail(user)))
+
+
+class LongTailRequests(_WithCatalog):
+    """Once per job (any element) -> ``(bucket, item)`` per wanted user of each long-tail item."""
+
+    def process(self, _, num_buckets):
+        yield from long_tail.requests(self._catalog.long_tail, num_buckets, self._config)
+
+
+class AssignLongTail(beam.DoFn):
+    """``(bucket, {members, items})`` -> ``(user_id, long-tail item)`` (``long_tail.assign``)."""
+
+    def __init__(self, config: candidates_lib.CandidateConfig):
+        self._config = config
 
     def process(self, element):
-        key, plan, cached = element
-        request = candidates_lib.to_request(plan, self._catalog)
-        if cached:
-            yield beam.pvalue.TaggedOutput(CACHED, (key, request))
-        else:
-            yield key, request
+        _, grouped = element
+        yield from long_tail.assign(grouped["members"], grouped["items"], self._config)
+
+
+class PlanUser(_WithCatalog):
+    """``(user_id, {user, long_tail})`` -> ``(plan, cold_start)`` per prompt; a summary of the user's
+    plans (:func:`plan_summary`) to the ``planned`` output."""
+
+    def process(self, element):
+        _, grouped = element
+        users, tail = list(grouped["user"]), list(grouped.get("long_tail", ()))
+        if not users:  # cannot happen: assignments are drawn among the scored users
+            raise ScoreError(f"long-tail items {sorted(tail)} assigned to a user not scored")
+        user = users[0]
+        plans = self._planner.plan(user, tail)
+        yield beam.pvalue.TaggedOutput(PLANNED, plan_summary(user, plans))
+        for plan in plans:
+            yield plan, user.cold_start
+
+
+def plan_summary(user, plans) -> dict[str, int]:
+    """What the manifest's ``planned`` counts for one user."""
+    return {"users": 1, "cold_start_users": int(user.cold_start), "prompts": len(plans),
+            "teacher_pairs_planned": candidates_lib.pair_count(plans, schema.KIND_TEACHER),
+            "probes_planned": candidates_lib.pair_count(plans, schema.KIND_PROBE)}
+
+
+class ResolveRequests(_WithCatalog):
+    """``(plan, cold_start)`` -> ``(cache key, (ScoringRequest, cold_start))``."""
+
+    def __init__(self, prepared_dir: str, config: candidates_lib.CandidateConfig, teacher: str,
+                 teacher_options: dict[str, Any]):
+        super().__init__(prepared_dir, config)
+        self._teacher_name = teacher
+        self._teacher_options = dict(teacher_options)
+
+    def setup(self):
+        super().setup()
+        # Only the teacher's identity is used (cache_key); its model is loaded by RunInference.
+        self._teacher = registry.create(self._teacher_name, **self._teacher_options)
+
+    def process(self, element):
+        plan, cold = element
+        request = candidates_lib.to_request(plan, self._items)
+        yield self._teacher.cache_key(request), (request, cold)
+
+
+class ParseCacheLine(beam.DoFn):
+    """A line of a cache object -> ``(key, result)``; a line cut short by a kill or otherwise undecodable
+    is counted (``cache_lines_skipped`` to the ``planned`` output) and its prompt scored again."""
+
+    def __init__(self):
+        self._skipped = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "cache_lines_skipped")
+
+    def process(self, line):
+        try:
+            yield result_from_json(line)
+        except (ValueError, KeyError, TypeError):
+            self._skipped.inc()
+            yield beam.pvalue.TaggedOutput(PLANNED, {"cache_lines_skipped": 1})
+
+
+class JoinCache(beam.DoFn):
+    """``(key, {requests, cached})`` -> ``((key, cold_start), request)`` to score, or
+    ``(request, cached result, True, cold_start)`` to the ``cached`` output."""
+
+    def __init__(self):
+        self._hits = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "cache_hits")
+
+    def process(self, element):
+        key, grouped = element
+        cached = list(grouped["cached"])
+        # Two objects may hold the same key (a prompt scored again after a kill): any one is the answer,
+        # the smallest line for the same outcome on every run.
+        result = min(cached, key=lambda r: result_to_json(key, r)) if cached else None
+        for request, cold in grouped["requests"]:
+            if result is None:
+                yield (key, cold), request
+            else:
+                self._hits.inc()
+                yield beam.pvalue.TaggedOutput(CACHED, (request, result, True, cold))
 
 
 class CheckAndCache(beam.DoFn):
-    """``(key, PredictionResult)`` -> ``(request, result, cached=False)``; successes go to the cache.
+    """``((key, cold_start), PredictionResult)`` -> ``(request, result, False, cold_start)``; successes go
+    to the cache.
 
     Also logs a progress line every ``progress_every`` prompts (per worker) and counts prompts,
     model calls and failures as Beam metrics.
@@ -57,7 +158,7 @@ class CheckAndCache(beam.DoFn):
         self._start = time.time()
 
     def process(self, element):
-        key, prediction = element
+        (key, cold), prediction = element
         request, result = prediction.example, check_result(prediction.example, prediction.inference)
         if result.failure is None:
             self._writer.put(key, result)
@@ -70,33 +171,13 @@ class CheckAndCache(beam.DoFn):
             elapsed = time.time() - self._start
             logging.info("score: this worker scored %d prompts (%.1f prompts/s)", self._count,
                          self._count / max(elapsed, 1e-9))
-        yield request, result, False
+        yield request, result, False, cold
 
     def finish_bundle(self):
         self._writer.flush()  # a bundle's results are in the cache before Beam counts the bundle done
 
     def teardown(self):
         self._writer.close()
-
-
-class ReadCache(beam.DoFn):
-    """``(key, request)`` -> ``(request, cached result, cached=True)``."""
-
-    def __init__(self, cache_dir: str):
-        self._cache_dir = cache_dir
-        self._hits = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "cache_hits")
-
-    def setup(self):
-        self._cache = ResultCache.load(self._cache_dir)
-
-    def process(self, element):
-        key, request = element
-        result = self._cache.get(key)
-        if result is None:
-            raise ScoreError(f"cache entry {key} of user {request.user_id} vanished from "
-                             f"{self._cache_dir} while the job ran; rerun the job")
-        self._hits.inc()
-        yield request, result, True
 
 
 class ToDeadLetter(beam.DoFn):
@@ -110,7 +191,7 @@ class ToDeadLetter(beam.DoFn):
         self._secrets = manifest.secrets_from_env(self._secret_env)
 
     def process(self, element):
-        request, result, _ = element
+        request, result, _, _ = element
         if result.failure is None:
             return
         record = {"user_id": request.user_id, "segment": request.segment,
@@ -137,15 +218,10 @@ class EmbedItems(beam.DoFn):
             yield item_embeddings.to_example_bytes(item.item_id, vector)
 
 
-class ObserveResult(beam.DoFn):
-    """``(request, result, cached)`` -> :class:`manifest.Observation`."""
-
-    def __init__(self, cold_start_users: frozenset):
-        self._cold = cold_start_users
-
-    def process(self, element):
-        request, result, cached = element
-        yield manifest.observe(request, result, cached=cached, cold_start=request.user_id in self._cold)
+def observe_result(element) -> manifest.Observation:
+    """``(request, result, cached, cold_start)`` -> :class:`manifest.Observation`."""
+    request, result, cached, cold = element
+    return manifest.observe(request, result, cached=cached, cold_start=cold)
 
 
 class CombineStats(beam.CombineFn):
@@ -167,3 +243,24 @@ class CombineStats(beam.CombineFn):
 
     def extract_output(self, acc):
         return acc.to_json()
+
+
+class SumCounts(beam.CombineFn):
+    """Sums dicts of counts key by key (the ``planned`` part of the manifest)."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, acc, counts):
+        for k, v in counts.items():
+            acc[k] = acc.get(k, 0) + v
+        return acc
+
+    def merge_accumulators(self, accs):
+        out: dict = {}
+        for acc in accs:
+            self.add_input(out, acc)
+        return out
+
+    def extract_output(self, acc):
+        return acc

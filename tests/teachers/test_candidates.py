@@ -9,6 +9,7 @@ import pytest
 from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import PreparedData, User
 from tfrs_selreg.teachers import candidates as c
+from tfrs_selreg.teachers import long_tail
 from tfrs_selreg.teachers.base import PairSpec
 
 
@@ -198,12 +199,50 @@ def test_max_users_is_a_seeded_sample(movielens):
     assert chosen != {p.user_id for p in c.plan_prompts(items, users, c.CandidateConfig(max_users=7, seed=2))}
 
 
-def test_users_to_plan_holds_only_the_sample_and_plans_the_same(movielens):
+@pytest.mark.parametrize("bucket_users", [3, 4096])
+def test_long_tail_items_get_distinct_users_who_never_saw_them_in_any_bucketing(movielens, bucket_users):
     items, users = movielens
-    for config in (c.CandidateConfig(max_users=7, seed=1), c.CandidateConfig()):
-        kept = c.users_to_plan(lambda: iter(reversed(users)), config)
-        assert len(kept) == (7 if config.max_users else sum(1 for u in users if u.train_items))
-        assert c.plan_prompts(items, kept, config) == c.plan_prompts(items, users, config)
+    users_by_id = _by_user(users)
+    config = c.CandidateConfig(long_tail_users_per_item=3, long_tail_bucket_users=bucket_users)
+    scored = [u for u in users if u.train_items]
+    assert long_tail.num_buckets(len(scored), config) == (-(-len(scored) // 3) if bucket_users == 3 else 1)
+    catalog = c.Catalog(items, config.popular_pool)
+    assigned = collections.defaultdict(list)
+    for plan in c.plan_prompts(items, users, config):
+        if plan.segment == c.SEGMENT_LONG_TAIL:
+            user = users_by_id[plan.user_id]
+            seen = set(user.train_items) | set(user.val_items) | set(user.test_items)
+            for item in set(plan.candidates) & set(catalog.long_tail) - seen:
+                if any(item in (p.item_i, p.item_j) for p in plan.pairs):
+                    assigned[item].append(plan.user_id)
+    # One bucket: every long-tail item gets 3 distinct users (a uniform filler elsewhere can add more).
+    # Buckets of 1-5 users: two replicas of an item in a one-member bucket get one user (12 of 502 here).
+    short = [it for it in catalog.long_tail if len(set(assigned[it])) < 3]
+    assert len(short) == 0 if bucket_users == 4096 else 0 < len(short) <= len(catalog.long_tail) // 20
+
+
+def test_a_bucket_assigns_from_its_own_contents_alone():
+    config = c.CandidateConfig(seed=2)
+    members = [("u1", ["a"]), ("u2", []), ("u3", ["b"]), ("u4", [])]
+    pairs = long_tail.assign(members, ["a", "a", "b"], config)
+    assert sorted(pairs) == sorted(long_tail.assign(list(reversed(members)), ["b", "a", "a"], config))
+    by_item = collections.defaultdict(list)
+    for uid, item in pairs:
+        by_item[item].append(uid)
+    assert len(by_item["a"]) == len(set(by_item["a"])) == 2 and "u1" not in by_item["a"]
+    assert len(by_item["b"]) == 1 and by_item["b"] != ["u3"]
+    # Replicas land in different buckets, so different buckets give an item different users.
+    buckets = {b for b, _ in long_tail.requests(["x"] * 1, 64, c.CandidateConfig(long_tail_users_per_item=8))}
+    assert len(buckets) > 1
+
+
+def test_max_users_keeps_the_smallest_seeded_ranks(movielens):
+    _, users = movielens
+    ids = [u.user_id for u in users if u.train_items]
+    config = c.CandidateConfig(max_users=7, seed=1)
+    assert c.sample_user_ids(ids, config) == sorted(sorted(ids, key=lambda uid: c.user_rank(1, uid))[:7])
+    assert c.sample_user_ids(list(reversed(ids)), config) == c.sample_user_ids(ids, config)
+    assert c.sample_user_ids(ids, c.CandidateConfig()) == sorted(ids)
 
 
 def test_to_request_resolves_items_and_names_a_missing_one(synthetic_prepared):

@@ -100,6 +100,33 @@ def test_prompts_dropped_by_the_runner_fail_the_job_before_its_manifest(syntheti
         check_every_prompt_observed({"prompts": 7}, 9)
 
 
+@pytest.mark.parametrize("max_users", [None, 5])
+def test_planning_in_the_workers_gives_the_in_memory_plans(synthetic_prepared, tmp_path, popularity_teacher,
+                                                           max_users):
+    """Users read from the shards, buckets of 3 users for the long-tail assignment, 2 worker threads:
+    the prompts scored are those of ``candidates.plan_prompts`` on the same folder."""
+    out = tmp_path / "o"
+    sample = ["--max-users", str(max_users)] if max_users else []
+    assert score_job.main(["--prepared", synthetic_prepared, "--output", str(out), "--teacher", "popularity",
+                           "--long-tail-bucket-users", "3", *sample, "--direct_num_workers", "2",
+                           "--direct_running_mode", "multi_threading"]) == 0
+    data = PreparedData(synthetic_prepared)
+    config = candidates.CandidateConfig(long_tail_bucket_users=3, max_users=max_users)
+    plans = candidates.plan_prompts(data.items(), data.users(), config)
+    catalog = {it.item_id: it for it in data.items()}
+    expected = sorted(candidates.to_request(plan, catalog).content_hash() for plan in plans)
+    scored = []
+    for path in glob.glob(str(out / "cache" / "shard-*.jsonl")):
+        with open(path, encoding="utf-8") as f:
+            scored += [json.loads(line)["request_hash"] for line in f]
+    assert sorted(scored) == expected and len(set(expected)) == len(plans)
+    with open(out / "manifest.json", encoding="utf-8") as f:
+        counts = json.load(f)["counts"]
+    assert counts["users"] == (max_users or len({p.user_id for p in plans}))
+    assert counts["teacher_pairs_planned"] == candidates.pair_count(plans, schema.KIND_TEACHER)
+    assert counts["prompts_by_segment"]["long_tail"] == sum(p.segment == "long_tail" for p in plans) > 0
+
+
 def test_main_prints_summary_and_reports_bad_flags(synthetic_prepared, tmp_path, capsys,
                                                    popularity_teacher):
     out = str(tmp_path / "o")

@@ -124,6 +124,34 @@ class PreparedFolderError(ValueError):
     """A side file of the prepared folder is damaged; the message names the file and line."""
 
 
+def read_jsonl(path: str):
+    """The JSON objects of a side file, one per line; a damaged line is a :class:`PreparedFolderError`
+    naming the file and line."""
+    with _text(path) as f:
+        for number, line in enumerate(f, start=1):
+            try:
+                row = json.loads(line)
+            except ValueError as e:
+                raise PreparedFolderError(f"{path}:{number}: not a JSON row ({e}); the file is truncated or "
+                                          "damaged: run `tfrs-selreg prepare` again.") from None
+            if not isinstance(row, dict):
+                raise PreparedFolderError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}.")
+            yield row
+
+
+def read_users_file(path: str):
+    """The users of one users file, one at a time (a Beam worker reads a file this way)."""
+    for number, d in enumerate(read_jsonl(path), start=1):
+        try:
+            for k in ("train_items", "val_items", "test_items"):
+                d[k] = tuple(d[k])
+            user = User(**d)
+        except (KeyError, TypeError) as e:
+            raise PreparedFolderError(f"{path}:{number}: not a user row ({type(e).__name__}: {e}); "
+                                      "run `tfrs-selreg prepare` again.") from None
+        yield user
+
+
 class PreparedData:
     """Read access to a prepared folder's side files (not the TFRecords)."""
 
@@ -143,17 +171,7 @@ class PreparedData:
                     + ": run `tfrs-selreg prepare` again.")
 
     def _jsonl(self, name: str):
-        path = os.path.join(self.directory, name)
-        with _text(path) as f:
-            for number, line in enumerate(f, start=1):
-                try:
-                    row = json.loads(line)
-                except ValueError as e:
-                    raise PreparedFolderError(f"{path}:{number}: not a JSON row ({e}); the file is truncated or "
-                                              "damaged: run `tfrs-selreg prepare` again.") from None
-                if not isinstance(row, dict):
-                    raise PreparedFolderError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}.")
-                yield row
+        return read_jsonl(os.path.join(self.directory, name))
 
     def items(self) -> list[Item]:
         out = []
@@ -163,21 +181,10 @@ class PreparedData:
             out.append(Item(**d))
         return out
 
-    def _users_of(self, path: str):
-        for number, d in enumerate(self._jsonl(os.path.basename(path)), start=1):
-            try:
-                for k in ("train_items", "val_items", "test_items"):
-                    d[k] = tuple(d[k])
-                user = User(**d)
-            except (KeyError, TypeError) as e:
-                raise PreparedFolderError(f"{path}:{number}: not a user row ({type(e).__name__}: {e}); "
-                                          "run `tfrs-selreg prepare` again.") from None
-            yield user
-
     def iter_users(self):
         """Every user, one at a time, file after file (each file sorted by user id): one user's memory."""
         for path in self.users_files:
-            yield from self._users_of(path)
+            yield from read_users_file(path)
 
     def users(self) -> list[User]:
         """Every user, sorted by user id."""

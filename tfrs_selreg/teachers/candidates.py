@@ -14,7 +14,8 @@ Segments (the paper's candidate sets plus its coverage augmentation, section 3 o
 - ``cold_start``: cold-start users get an extra prompt of ``N`` diverse candidates, uniform over the
   catalog.
 - ``long_tail``: each long-tail item (the prepared ``long_tail`` flag) is paired with
-  ``long_tail_users_per_item`` sampled users; a user's long-tail items share prompts (at most
+  ``long_tail_users_per_item`` sampled users who never saw it, drawn in buckets of users so that no
+  step needs all users at once (``teachers.long_tail``). A user's long-tail items share prompts (at most
   ``long_tail_items_per_prompt`` each), filled up to ``N`` from the popular/uniform mixture, and every
   pair holds one long-tail item.
 - ``probe``: pairs with known truth for measuring the teacher and training the reliability gate. The
@@ -34,14 +35,18 @@ user's validation and test items never appear in that user's context or candidat
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import hashlib
 import itertools
 import random
-from typing import Callable, Iterable, Mapping, Optional, Sequence
+from typing import Iterable, Mapping, Optional, Sequence
 
 from tfrs_selreg.data import schema
 from tfrs_selreg.data.prepared import Item, User
+from tfrs_selreg.teachers import long_tail
 from tfrs_selreg.teachers.base import PairSpec, ScoringRequest
+from tfrs_selreg.teachers.sampling import sample_excluding, seeded_rng
 
 SEGMENT_POPULAR = "popular"
 SEGMENT_COLD_START = "cold_start"
@@ -70,6 +75,8 @@ class CandidateConfig:
       probes_per_user: probe pairs per user (fewer when the user has fewer training items).
       long_tail_users_per_item: users each long-tail item is scored for.
       long_tail_items_per_prompt: long-tail items sharing one ``long_tail`` prompt.
+      long_tail_bucket_users: users per bucket of the long-tail assignment (``teachers.long_tail``):
+        what one worker holds to assign a bucket's items.
     """
 
     seed: int = 0
@@ -82,9 +89,11 @@ class CandidateConfig:
     probes_per_user: int = 4
     long_tail_users_per_item: int = 3
     long_tail_items_per_prompt: int = 5
+    long_tail_bucket_users: int = 4096
 
     def __post_init__(self):
-        positive = ("context_length", "num_candidates", "popular_pool", "long_tail_items_per_prompt")
+        positive = ("context_length", "num_candidates", "popular_pool", "long_tail_items_per_prompt",
+                    "long_tail_bucket_users")
         for name in positive:
             if getattr(self, name) < 1:
                 raise ValueError(f"CandidateConfig.{name} must be >= 1, got {getattr(self, name)}")
@@ -111,42 +120,6 @@ class PromptPlan:
     pairs: tuple[PairSpec, ...]
 
 
-class _Catalog:
-    """The item pools candidates are drawn from."""
-
-    def __init__(self, items: Sequence[Item], popular_pool: int):
-        by_popularity = sorted(items, key=lambda it: (-it.popularity, it.item_id))
-        self.all = [it.item_id for it in by_popularity]
-        self.popular = self.all[:popular_pool]
-        self.long_tail = [it.item_id for it in by_popularity if it.long_tail]
-
-    def pool(self, source: str) -> list[str]:
-        return {SOURCE_POPULAR: self.popular, SOURCE_UNIFORM: self.all,
-                SOURCE_LONG_TAIL: self.long_tail}[source]
-
-
-def _sample_excluding(rng: random.Random, population: Sequence[str], k: int,
-                      exclude: set) -> list[str]:
-    """``k`` distinct items of ``population`` not in ``exclude`` (fewer when not enough exist).
-
-    Rejection sampling keeps a draw from a large catalog O(k); the explicit filter is the fallback
-    when most of the population is excluded.
-    """
-    chosen: list[str] = []
-    taken = set()
-    if not population or k < 1:
-        return chosen
-    for _ in range(8 * k + 16):
-        item = population[rng.randrange(len(population))]
-        if item not in exclude and item not in taken:
-            chosen.append(item)
-            taken.add(item)
-            if len(chosen) == k:
-                return chosen
-    rest = [it for it in population if it not in exclude and it not in taken]
-    return chosen + rng.sample(rest, min(k - len(chosen), len(rest)))
-
-
 def _sample_pairs(rng: random.Random, candidates: Sequence[str], k: int) -> list[PairSpec]:
     """``k`` distinct unordered pairs of candidates, each in a random orientation."""
     all_pairs = list(itertools.combinations(candidates, 2))
@@ -158,120 +131,142 @@ def _sample_pairs(rng: random.Random, candidates: Sequence[str], k: int) -> list
     return out
 
 
-def _rng(seed: int, *parts: str) -> random.Random:
-    # A string seed is hashed with SHA-512 by `random`, so it does not depend on PYTHONHASHSEED.
-    return random.Random("\x00".join([str(seed), *parts]))
+def user_rank(seed: int, user_id: str) -> str:
+    """The key of the ``max_users`` sample: the users with the smallest ranks are scored."""
+    return hashlib.sha256(f"{seed}\x00users\x00{user_id}".encode("utf-8")).hexdigest()
 
 
-class _Planner:
-    """Plans the prompts of one job; see the module docstring for the rules."""
+def sample_user_ids(user_ids: Iterable[str], config: CandidateConfig) -> list[str]:
+    """The users a job scores, sorted: all of ``user_ids`` (those with training items), or the
+    ``config.max_users`` of smallest :func:`user_rank` (a seeded sample that a Beam combiner can take
+    without sorting all users)."""
+    ranked = sorted(user_ids)
+    if config.max_users is None or config.max_users >= len(ranked):
+        return ranked
+    return sorted(sorted(ranked, key=lambda uid: user_rank(config.seed, uid))[:config.max_users])
 
-    def __init__(self, items: Sequence[Item], users: Sequence[User], config: CandidateConfig):
+
+class Catalog:
+    """The item pools candidates are drawn from: the only global structure of planning."""
+
+    def __init__(self, items: Sequence[Item], popular_pool: int):
+        by_popularity = sorted(items, key=lambda it: (-it.popularity, it.item_id))
+        self.all = [it.item_id for it in by_popularity]
+        self.popular = self.all[:popular_pool]
+        self.long_tail = [it.item_id for it in by_popularity if it.long_tail]
+        self.long_tail_set = frozenset(self.long_tail)
+
+    def pool(self, source: str) -> list[str]:
+        return {SOURCE_POPULAR: self.popular, SOURCE_UNIFORM: self.all,
+                SOURCE_LONG_TAIL: self.long_tail}[source]
+
+
+class UserPlanner:
+    """Plans the prompts of one user at a time, given the catalog and the user's long-tail items; see
+    the module docstring for the rules."""
+
+    def __init__(self, catalog: Catalog, config: CandidateConfig):
         self.config = config
-        self.catalog = _Catalog(items, config.popular_pool)
-        chosen = set(sample_user_ids([u.user_id for u in users if u.train_items], config))
-        self.users = sorted((u for u in users if u.user_id in chosen), key=lambda u: u.user_id)
-        self.seen = {u.user_id: set(u.train_items) | set(u.val_items) | set(u.test_items)
-                     for u in self.users}
-        self.held_out = {u.user_id: set(u.val_items) | set(u.test_items) for u in self.users}
-        self.sources: dict[str, dict[str, int]] = {
-            u.user_id: {SOURCE_POPULAR: 0, SOURCE_UNIFORM: 0, SOURCE_LONG_TAIL: 0} for u in self.users}
+        self.catalog = catalog
 
-    def context(self, user: User, held_out: set) -> tuple[str, ...]:
+    def plan(self, user: User, long_tail_items: Iterable[str] = ()) -> list[PromptPlan]:
+        """The user's prompts: popular, cold-start (cold-start users), long-tail (one per
+        ``long_tail_items_per_prompt`` of ``long_tail_items``), then the probe, whose negatives follow
+        the mixture of all the others. :func:`check_no_leakage` holds for the result."""
+        state = _UserState(user)
+        plans = [self._popular(state)]
+        if user.cold_start:
+            plans.append(self._cold_start(state))
+        plans.extend(self._long_tail(state, sorted(set(long_tail_items))))
+        plans.append(self._probe(state))
+        plans = [p for p in plans if p is not None]
+        check_no_leakage(plans, [user])
+        return plans
+
+    def seen_long_tail(self, user: User) -> tuple[str, ...]:
+        """The long-tail items the user interacted with (train, validation or test)."""
+        seen = set(user.train_items) | set(user.val_items) | set(user.test_items)
+        return tuple(sorted(seen & self.catalog.long_tail_set))
+
+    def _context(self, state: "_UserState", held_out: set) -> tuple[str, ...]:
         # An item both trained on and held out (a repeat interaction) must not reach the prompt either.
-        hidden = held_out | self.held_out[user.user_id]
-        kept = [it for it in user.train_items if it not in hidden]
+        hidden = held_out | state.held_out
+        kept = [it for it in state.user.train_items if it not in hidden]
         return tuple(kept[-self.config.context_length:])
 
-    def draw(self, rng: random.Random, user: User, source: str, k: int, exclude: set) -> list[str]:
-        chosen = _sample_excluding(rng, self.catalog.pool(source), k, self.seen[user.user_id] | exclude)
-        self.sources[user.user_id][source] += len(chosen)
+    def _draw(self, rng: random.Random, state: "_UserState", source: str, k: int, exclude: set) -> list[str]:
+        chosen = sample_excluding(rng, self.catalog.pool(source), k, state.seen | exclude)
+        state.sources[source] += len(chosen)
         return chosen
 
-    def mixture(self, rng: random.Random, user: User, k: int, exclude: set) -> list[str]:
+    def _mixture(self, rng: random.Random, state: "_UserState", k: int, exclude: set) -> list[str]:
         """``k`` candidates: ``round(k * uniform_mix)`` uniform, the rest from the popular pool."""
         n_uniform = round(k * self.config.uniform_mix)
-        chosen = self.draw(rng, user, SOURCE_UNIFORM, n_uniform, exclude)
-        chosen += self.draw(rng, user, SOURCE_POPULAR, k - len(chosen), exclude | set(chosen))
+        chosen = self._draw(rng, state, SOURCE_UNIFORM, n_uniform, exclude)
+        chosen += self._draw(rng, state, SOURCE_POPULAR, k - len(chosen), exclude | set(chosen))
         return chosen
 
-    def prompt(self, rng: random.Random, user: User, segment: str, context: tuple[str, ...],
-               candidates: list[str], pairs: list[PairSpec]) -> Optional[PromptPlan]:
+    @staticmethod
+    def _prompt(rng: random.Random, user: User, segment: str, context: tuple[str, ...],
+                candidates: list[str], pairs: list[PairSpec]) -> Optional[PromptPlan]:
         if len(candidates) < 2 or not pairs or not context:
             return None
         rng.shuffle(candidates)
         return PromptPlan(user.user_id, segment, context, tuple(candidates), tuple(pairs))
 
-    def popular(self, user: User) -> Optional[PromptPlan]:
-        rng = _rng(self.config.seed, user.user_id, SEGMENT_POPULAR)
-        candidates = self.mixture(rng, user, self.config.num_candidates, set())
+    def _popular(self, state: "_UserState") -> Optional[PromptPlan]:
+        user = state.user
+        rng = seeded_rng(self.config.seed, user.user_id, SEGMENT_POPULAR)
+        candidates = self._mixture(rng, state, self.config.num_candidates, set())
         pairs = _sample_pairs(rng, candidates, self.config.pairs_per_user)
-        return self.prompt(rng, user, SEGMENT_POPULAR, self.context(user, set()), candidates, pairs)
+        return self._prompt(rng, user, SEGMENT_POPULAR, self._context(state, set()), candidates, pairs)
 
-    def cold_start(self, user: User) -> Optional[PromptPlan]:
-        rng = _rng(self.config.seed, user.user_id, SEGMENT_COLD_START)
-        candidates = self.draw(rng, user, SOURCE_UNIFORM, self.config.num_candidates, set())
+    def _cold_start(self, state: "_UserState") -> Optional[PromptPlan]:
+        user = state.user
+        rng = seeded_rng(self.config.seed, user.user_id, SEGMENT_COLD_START)
+        candidates = self._draw(rng, state, SOURCE_UNIFORM, self.config.num_candidates, set())
         pairs = _sample_pairs(rng, candidates, self.config.pairs_per_user)
-        return self.prompt(rng, user, SEGMENT_COLD_START, self.context(user, set()), candidates, pairs)
+        return self._prompt(rng, user, SEGMENT_COLD_START, self._context(state, set()), candidates, pairs)
 
-    def long_tail(self) -> list[PromptPlan]:
-        """Each long-tail item is scored for ``long_tail_users_per_item`` users who never saw it."""
-        cfg = self.config
-        if not self.users or cfg.long_tail_users_per_item == 0:
-            return []
-        rng = _rng(cfg.seed, SEGMENT_LONG_TAIL)
-        by_id = {u.user_id: u for u in self.users}
-        user_ids = [u.user_id for u in self.users]
-        seen_by: dict[str, set] = {}
-        for uid in user_ids:
-            for item in self.seen[uid]:
-                seen_by.setdefault(item, set()).add(uid)
-        assigned: dict[str, list[str]] = {}
-        for item in sorted(self.catalog.long_tail):
-            saw_it = seen_by.get(item, set())
-            for uid in _sample_excluding(rng, user_ids, cfg.long_tail_users_per_item, saw_it):
-                assigned.setdefault(uid, []).append(item)
+    def _long_tail(self, state: "_UserState", tail_items: list[str]) -> list[PromptPlan]:
+        """Each of the user's long-tail items is paired with fillers of the user's mixture."""
+        cfg, user = self.config, state.user
         plans = []
-        for uid in sorted(assigned):
-            user = by_id[uid]
-            tail_items = assigned[uid]
-            for start in range(0, len(tail_items), cfg.long_tail_items_per_prompt):
-                chunk = tail_items[start:start + cfg.long_tail_items_per_prompt]
-                prng = _rng(cfg.seed, uid, SEGMENT_LONG_TAIL, str(start))
-                self.sources[uid][SOURCE_LONG_TAIL] += len(chunk)
-                fillers = self.mixture(prng, user, max(cfg.num_candidates - len(chunk), 1), set(chunk))
-                per_item = max(1, cfg.pairs_per_user // len(chunk))
-                pairs = []
-                for item in chunk:
-                    for other in prng.sample(fillers, min(per_item, len(fillers))):
-                        a, b = (item, other) if prng.random() < 0.5 else (other, item)
-                        pairs.append(PairSpec(a, b, schema.KIND_TEACHER))
-                plan = self.prompt(prng, user, SEGMENT_LONG_TAIL, self.context(user, set()),
-                                   chunk + fillers, pairs)
-                if plan is not None:
-                    plans.append(plan)
+        for start in range(0, len(tail_items), cfg.long_tail_items_per_prompt):
+            chunk = tail_items[start:start + cfg.long_tail_items_per_prompt]
+            prng = seeded_rng(cfg.seed, user.user_id, SEGMENT_LONG_TAIL, str(start))
+            state.sources[SOURCE_LONG_TAIL] += len(chunk)
+            fillers = self._mixture(prng, state, max(cfg.num_candidates - len(chunk), 1), set(chunk))
+            per_item = max(1, cfg.pairs_per_user // len(chunk))
+            pairs = []
+            for item in chunk:
+                for other in prng.sample(fillers, min(per_item, len(fillers))):
+                    a, b = (item, other) if prng.random() < 0.5 else (other, item)
+                    pairs.append(PairSpec(a, b, schema.KIND_TEACHER))
+            plan = self._prompt(prng, user, SEGMENT_LONG_TAIL, self._context(state, set()),
+                                chunk + fillers, pairs)
+            if plan is not None:
+                plans.append(plan)
         return plans
 
-    def probe(self, user: User) -> Optional[PromptPlan]:
+    def _probe(self, state: "_UserState") -> Optional[PromptPlan]:
         """The most recent training items, held out of the context, against negatives drawn from the
         user's own candidate mixture; which side the positive is on is a coin flip."""
-        cfg = self.config
-        eligible = [it for it in user.train_items if it not in self.held_out[user.user_id]]
+        cfg, user = self.config, state.user
+        eligible = [it for it in user.train_items if it not in state.held_out]
         n = min(cfg.probes_per_user, len(eligible) - 1)
         if n < 1:
             return None
-        rng = _rng(cfg.seed, user.user_id, SEGMENT_PROBE)
+        rng = seeded_rng(cfg.seed, user.user_id, SEGMENT_PROBE)
         positives = eligible[-n:]
-        context = self.context(user, set(positives))
-        counts = self.sources[user.user_id]
-        sources = [s for s in (SOURCE_POPULAR, SOURCE_UNIFORM, SOURCE_LONG_TAIL) if counts[s] > 0]
-        weights = [counts[s] for s in sources]
+        context = self._context(state, set(positives))
+        sources = [s for s in (SOURCE_POPULAR, SOURCE_UNIFORM, SOURCE_LONG_TAIL) if state.sources[s] > 0]
+        weights = [state.sources[s] for s in sources]
         taken: set = set()
         pairs = []
         for positive in positives:
             source = rng.choices(sources, weights=weights)[0]
-            negative = _sample_excluding(rng, self.catalog.pool(source), 1,
-                                         self.seen[user.user_id] | taken)
+            negative = sample_excluding(rng, self.catalog.pool(source), 1, state.seen | taken)
             if not negative:
                 continue
             taken.add(negative[0])
@@ -282,45 +277,42 @@ class _Planner:
         candidates = [it for p in pairs for it in (p.item_i, p.item_j)]
         for _ in range(max(cfg.num_candidates - len(candidates), 0)):
             source = rng.choices(sources, weights=weights)[0]
-            candidates += _sample_excluding(rng, self.catalog.pool(source), 1,
-                                            self.seen[user.user_id] | set(candidates))
-        return self.prompt(rng, user, SEGMENT_PROBE, context, candidates, pairs)
-
-    def plan(self) -> list[PromptPlan]:
-        plans: list[PromptPlan] = []
-        for user in self.users:
-            plans.append(self.popular(user))
-            if user.cold_start:
-                plans.append(self.cold_start(user))
-        plans.extend(self.long_tail())
-        # Probes come last: their negatives follow the mixture of every other prompt of the user.
-        plans.extend(self.probe(user) for user in self.users)
-        return [p for p in plans if p is not None]
+            candidates += sample_excluding(rng, self.catalog.pool(source), 1, state.seen | set(candidates))
+        return self._prompt(rng, user, SEGMENT_PROBE, context, candidates, pairs)
 
 
-def sample_user_ids(user_ids: Sequence[str], config: CandidateConfig) -> list[str]:
-    """The users of ``user_ids`` (those with training items) that a job scores, sorted: all of them, or the
-    seeded sample of ``config.max_users``."""
-    ranked = sorted(user_ids)
-    if config.max_users is None or config.max_users >= len(ranked):
-        return ranked
-    return sorted(_rng(config.seed, "users").sample(ranked, config.max_users))
+class _UserState:
+    """What planning one user accumulates: the exclusions and how many candidate slots each source filled."""
 
-
-def users_to_plan(iter_users: Callable[[], Iterable[User]], config: CandidateConfig) -> list[User]:
-    """The users :func:`plan_prompts` needs, from two passes over ``iter_users()`` (e.g.
-    ``PreparedData.iter_users``): with ``max_users`` only the sampled users are held, and of the others
-    only their ids, so a slow teacher's sample of a large folder does not load every user."""
-    chosen = set(sample_user_ids([u.user_id for u in iter_users() if u.train_items], config))
-    return sorted((u for u in iter_users() if u.user_id in chosen), key=lambda u: u.user_id)
+    def __init__(self, user: User):
+        self.user = user
+        self.held_out = set(user.val_items) | set(user.test_items)
+        self.seen = set(user.train_items) | self.held_out
+        self.sources = {SOURCE_POPULAR: 0, SOURCE_UNIFORM: 0, SOURCE_LONG_TAIL: 0}
 
 
 def plan_prompts(items: Sequence[Item], users: Sequence[User],
                  config: CandidateConfig = CandidateConfig()) -> list[PromptPlan]:
-    """All prompts of a scoring job, in a deterministic order; leakage is checked before returning."""
-    plans = _Planner(items, users, config).plan()
-    check_no_leakage(plans, users)
-    return plans
+    """All prompts of a scoring job in memory, by user id: the same plans as the Beam scoring job
+    (``beam_pipelines.score``), which runs these steps as transforms."""
+    catalog = Catalog(items, config.popular_pool)
+    planner = UserPlanner(catalog, config)
+    chosen = set(sample_user_ids((u.user_id for u in users if u.train_items), config))
+    scored = sorted((u for u in users if u.user_id in chosen), key=lambda u: u.user_id)
+    tail: dict[str, list[str]] = {}
+    if scored and config.long_tail_users_per_item:
+        buckets = long_tail.num_buckets(len(scored), config)
+        members: dict[int, list] = collections.defaultdict(list)
+        for user in scored:
+            members[long_tail.user_bucket(user.user_id, buckets, config)].append(
+                (user.user_id, planner.seen_long_tail(user)))
+        wanted: dict[int, list] = collections.defaultdict(list)
+        for bucket, item in long_tail.requests(catalog.long_tail, buckets, config):
+            wanted[bucket].append(item)
+        for bucket, bucket_items in wanted.items():
+            for uid, item in long_tail.assign(members.get(bucket, ()), bucket_items, config):
+                tail.setdefault(uid, []).append(item)
+    return [plan for user in scored for plan in planner.plan(user, tail.get(user.user_id, ()))]
 
 
 def check_no_leakage(plans: Sequence[PromptPlan], users: Sequence[User]) -> None:
