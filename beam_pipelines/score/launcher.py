@@ -13,12 +13,15 @@ from typing import Any, Optional
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
+from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, StandardOptions
 
 from beam_pipelines.score.options import (
     DEAD_LETTER_PREFIX,
     LABELS_PREFIX,
+    METRICS_NAMESPACE,
     PLANNED_TEMP_FILE,
+    STAGE_COUNTERS,
     STATS_TEMP_FILE,
     ScoreConfig,
     ScoreError,
@@ -65,8 +68,10 @@ def score(config: ScoreConfig, options: Optional[PipelineOptions] = None) -> dic
     if not FileSystems.exists(dead_letters):
         FileSystems.mkdirs(dead_letters)
     _remove_stale_outputs(config.output)
-    with beam.Pipeline(options=options) as p:
-        build_pipeline(p, config, data.users_files, items)
+    p = beam.Pipeline(options=options)
+    build_pipeline(p, config, data.users_files, items)
+    job = p.run()
+    job.wait_until_finish()
     if embeds:
         item_embeddings.write_info(config.output, teacher=teacher.name, model=str(getattr(teacher, "model", "")),
                                    dim=_embedding_dim(config.output), items=len(items))
@@ -76,7 +81,7 @@ def score(config: ScoreConfig, options: Optional[PipelineOptions] = None) -> dic
     planned = {k: planned.get(k, 0) for k in PLANNED_KEYS}
     if not planned["prompts"]:
         raise ScoreError(f"{config.prepared}: no user has a training item to build a prompt from")
-    check_every_prompt_observed(stats, planned.pop("prompts"))
+    check_every_prompt_observed(stats, planned.pop("prompts"), _stage_counts(job))
     if planned["cache_lines_skipped"]:
         logging.warning("score: skipped %d incomplete/undecodable cache line(s) in %s (a killed run); "
                         "their prompts were scored again", planned["cache_lines_skipped"],
@@ -103,14 +108,25 @@ def _read_temp_json(path: str) -> dict[str, Any]:
     return json.loads(text) if text else {}
 
 
-def check_every_prompt_observed(stats: dict[str, Any], planned: int) -> None:
+def _stage_counts(job: beam.runners.runner.PipelineResult) -> dict[str, int]:
+    """The job's ``STAGE_COUNTERS`` as the runner reports them (committed values; 0 for a stage it did not run)."""
+    counts = dict.fromkeys(STAGE_COUNTERS, 0)
+    for result in job.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]:
+        if result.key.metric.name in counts:
+            counts[result.key.metric.name] += result.committed or 0
+    return counts
+
+
+def check_every_prompt_observed(stats: dict[str, Any], planned: int, stages: Optional[dict[str, int]] = None) -> None:
     """Each planned prompt is observed once (cached, scored or failed); fewer means the runner dropped
-    elements, and the job fails before it writes the manifest instead of reporting partial labels as whole."""
+    elements, and the job fails before it writes the manifest instead of reporting partial labels as whole.
+    ``stages``: the prompts counted at each stage, which the message lists to show where they went missing."""
     if stats["prompts"] != planned:
+        where = "; counted per stage: " + ", ".join(f"{k} {v:,}" for k, v in stages.items()) if stages else ""
         raise ScoreError(
             f"{planned - stats['prompts']:,} of {planned:,} planned prompts never reached the end of the job "
-            f"(observed {stats['prompts']:,}): the runner dropped elements. What was scored is in the cache; "
-            "run the job again (cached prompts are not sent to the teacher again).")
+            f"(observed {stats['prompts']:,}{where}): the runner dropped elements. What was scored is in the "
+            "cache; run the job again (cached prompts are not sent to the teacher again).")
 
 
 def _embedding_dim(output: str) -> int:

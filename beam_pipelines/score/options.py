@@ -23,6 +23,8 @@ PLANNED_TEMP_FILE = "_score_planned.json"
 METRICS_NAMESPACE = "tfrs_selreg.score"
 CACHED = "cached"
 PLANNED = "planned"
+# Prompts counted as they pass the job's stages, in order (Beam counters), to tell where a runner lost some.
+STAGE_COUNTERS = ("prompts_planned", "prompts_keyed", "prompts_joined", "prompts_sent_to_teacher")
 
 # Failure reasons the job itself assigns (teachers assign their own, see base.ScoringResult).
 FAILURE_TEACHER_EXCEPTION = "teacher_exception"

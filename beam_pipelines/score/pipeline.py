@@ -24,14 +24,16 @@ from beam_pipelines.score.transforms import (
     CheckAndCache,
     CombineStats,
     EmbedItems,
+    FromCache,
     JoinCache,
     KeyByLongTailBucket,
+    KeyPlans,
     LongTailRequests,
     ParseCacheLine,
     PlanUser,
-    ResolveRequests,
     SumCounts,
     ToDeadLetter,
+    ToRequest,
     observe_result,
 )
 from tfrs_selreg.data import item_embeddings
@@ -48,7 +50,8 @@ def build_pipeline(p: beam.Pipeline, config: ScoreConfig, users_files: Sequence[
 
     Planning runs in the workers, a user at a time: the catalog (items.jsonl, loaded by each worker) is
     the only global input, the long-tail assignment runs per bucket of users, and the cache is joined
-    by key (``CoGroupByKey``), so neither users nor cache entries are ever held in one place.
+    by key (``CoGroupByKey``, plans and cache lines, not requests and results), so neither users nor cache
+    entries are ever held in one place.
     """
     cfg = config.candidates
     if items:
@@ -89,20 +92,22 @@ def build_pipeline(p: beam.Pipeline, config: ScoreConfig, users_files: Sequence[
     planned = (groups
                | "JoinLongTail" >> beam.CoGroupByKey()
                | "PlanUsers" >> beam.ParDo(PlanUser(config.prepared, cfg)).with_outputs(PLANNED, main="plans"))
-    requests = planned.plans | "ResolveRequests" >> beam.ParDo(
-        ResolveRequests(config.prepared, cfg, config.teacher, config.teacher_options))
+    keyed = planned.plans | "KeyPlans" >> beam.ParDo(
+        KeyPlans(config.prepared, cfg, config.teacher, config.teacher_options))
     cache_lines = (p
                    | "CachePattern" >> beam.Create([os.path.join(config.resolved_cache_dir, SHARD_PATTERN)])
                    | "ReadCache" >> beam.io.ReadAllFromText()
                    | "ParseCache" >> beam.ParDo(ParseCacheLine()).with_outputs(PLANNED, main="entries"))
-    resolved = ({"requests": requests, "cached": cache_lines.entries}
+    resolved = ({"plans": keyed, "cached": cache_lines.entries}
                 | "GroupByCacheKey" >> beam.CoGroupByKey()
                 | "JoinCache" >> beam.ParDo(JoinCache()).with_outputs(CACHED, main="to_score"))
     handler = KeyedModelHandler(TeacherModelHandler(config.teacher, config.teacher_options, config.batch_size))
     scored = (resolved.to_score
+              | "ToRequests" >> beam.ParDo(ToRequest(config.prepared, cfg))
               | "ScoreWithTeacher" >> RunInference(handler)
               | "CheckAndCache" >> beam.ParDo(CheckAndCache(config.resolved_cache_dir, config.progress_every)))
-    results = (scored, resolved[CACHED]) | "AllResults" >> beam.Flatten()
+    cached = resolved[CACHED] | "FromCache" >> beam.ParDo(FromCache(config.prepared, cfg))
+    results = (scored, cached) | "AllResults" >> beam.Flatten()
 
     _ = (results
          | "ToLabelRows" >> beam.FlatMap(lambda e: [row.to_json() for row in e[1].rows])

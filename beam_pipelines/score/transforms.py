@@ -11,12 +11,12 @@ from typing import Any, Optional, Sequence
 import apache_beam as beam
 
 from beam_pipelines.score.handler import check_result
-from beam_pipelines.score.options import CACHED, METRICS_NAMESPACE, PLANNED, ScoreError
+from beam_pipelines.score.options import CACHED, METRICS_NAMESPACE, PLANNED, STAGE_COUNTERS, ScoreError
 from tfrs_selreg.data import item_embeddings, schema
 from tfrs_selreg.data.prepared import PreparedData
 from tfrs_selreg.teachers import candidates as candidates_lib
 from tfrs_selreg.teachers import long_tail, manifest, registry
-from tfrs_selreg.teachers.cache import CacheWriter, result_from_json, result_to_json
+from tfrs_selreg.teachers.cache import CacheWriter, result_from_json
 
 
 class _WithCatalog(beam.DoFn):
@@ -62,6 +62,10 @@ class PlanUser(_WithCatalog):
     """``(user_id, {user, long_tail})`` -> ``(plan, cold_start)`` per prompt; a summary of the user's
     plans (:func:`plan_summary`) to the ``planned`` output."""
 
+    def __init__(self, prepared_dir: str, config: candidates_lib.CandidateConfig):
+        super().__init__(prepared_dir, config)
+        self._planned = beam.metrics.Metrics.counter(METRICS_NAMESPACE, STAGE_COUNTERS[0])
+
     def process(self, element):
         _, grouped = element
         users, tail = list(grouped["user"]), list(grouped.get("long_tail", ()))
@@ -70,6 +74,7 @@ class PlanUser(_WithCatalog):
         user = users[0]
         plans = self._planner.plan(user, tail)
         yield beam.pvalue.TaggedOutput(PLANNED, plan_summary(user, plans))
+        self._planned.inc(len(plans))
         for plan in plans:
             yield plan, user.cold_start
 
@@ -81,14 +86,19 @@ def plan_summary(user, plans) -> dict[str, int]:
             "probes_planned": candidates_lib.pair_count(plans, schema.KIND_PROBE)}
 
 
-class ResolveRequests(_WithCatalog):
-    """``(plan, cold_start)`` -> ``(cache key, (ScoringRequest, cold_start))``."""
+class KeyPlans(_WithCatalog):
+    """``(plan, cold_start)`` -> ``(cache key, (plan, cold_start))``.
+
+    The request is built to be hashed and dropped: what is shuffled to the cache join is the plan (item
+    ids), not the request, which carries the item texts.
+    """
 
     def __init__(self, prepared_dir: str, config: candidates_lib.CandidateConfig, teacher: str,
                  teacher_options: dict[str, Any]):
         super().__init__(prepared_dir, config)
         self._teacher_name = teacher
         self._teacher_options = dict(teacher_options)
+        self._keyed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, STAGE_COUNTERS[1])
 
     def setup(self):
         super().setup()
@@ -97,12 +107,12 @@ class ResolveRequests(_WithCatalog):
 
     def process(self, element):
         plan, cold = element
-        request = candidates_lib.to_request(plan, self._items)
-        yield self._teacher.cache_key(request), (request, cold)
+        self._keyed.inc()
+        yield self._teacher.cache_key(candidates_lib.to_request(plan, self._items)), (plan, cold)
 
 
 class ParseCacheLine(beam.DoFn):
-    """A line of a cache object -> ``(key, result)``; a line cut short by a kill or otherwise undecodable
+    """A line of a cache object -> ``(key, line)``; a line cut short by a kill or otherwise undecodable
     is counted (``cache_lines_skipped`` to the ``planned`` output) and its prompt scored again."""
 
     def __init__(self):
@@ -110,31 +120,55 @@ class ParseCacheLine(beam.DoFn):
 
     def process(self, line):
         try:
-            yield result_from_json(line)
+            key, _ = result_from_json(line)
         except (ValueError, KeyError, TypeError):
             self._skipped.inc()
             yield beam.pvalue.TaggedOutput(PLANNED, {"cache_lines_skipped": 1})
+            return
+        yield key, line
 
 
 class JoinCache(beam.DoFn):
-    """``(key, {requests, cached})`` -> ``((key, cold_start), request)`` to score, or
-    ``(request, cached result, True, cold_start)`` to the ``cached`` output."""
+    """``(key, {plans, cached})`` -> ``((key, cold_start), plan)`` to score, or ``(plan, cache line,
+    cold_start)`` to the ``cached`` output."""
 
     def __init__(self):
         self._hits = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "cache_hits")
+        self._joined = beam.metrics.Metrics.counter(METRICS_NAMESPACE, STAGE_COUNTERS[2])
 
     def process(self, element):
         key, grouped = element
-        cached = list(grouped["cached"])
         # Two objects may hold the same key (a prompt scored again after a kill): any one is the answer,
         # the smallest line for the same outcome on every run.
-        result = min(cached, key=lambda r: result_to_json(key, r)) if cached else None
-        for request, cold in grouped["requests"]:
-            if result is None:
-                yield (key, cold), request
+        line = min(grouped["cached"], default=None)
+        for plan, cold in grouped["plans"]:
+            self._joined.inc()
+            if line is None:
+                yield (key, cold), plan
             else:
                 self._hits.inc()
-                yield beam.pvalue.TaggedOutput(CACHED, (request, result, True, cold))
+                yield beam.pvalue.TaggedOutput(CACHED, (plan, line, cold))
+
+
+class ToRequest(_WithCatalog):
+    """``((key, cold_start), plan)`` -> ``((key, cold_start), ScoringRequest)``, for the teacher."""
+
+    def __init__(self, prepared_dir: str, config: candidates_lib.CandidateConfig):
+        super().__init__(prepared_dir, config)
+        self._sent = beam.metrics.Metrics.counter(METRICS_NAMESPACE, STAGE_COUNTERS[3])
+
+    def process(self, element):
+        keys, plan = element
+        self._sent.inc()
+        yield keys, candidates_lib.to_request(plan, self._items)
+
+
+class FromCache(_WithCatalog):
+    """``(plan, cache line, cold_start)`` -> ``(ScoringRequest, cached result, True, cold_start)``."""
+
+    def process(self, element):
+        plan, line, cold = element
+        yield candidates_lib.to_request(plan, self._items), result_from_json(line)[1], True, cold
 
 
 class CheckAndCache(beam.DoFn):

@@ -98,6 +98,8 @@ def test_prompts_dropped_by_the_runner_fail_the_job_before_its_manifest(syntheti
     assert (out / "manifest.json").exists()
     with pytest.raises(score_job.ScoreError, match="2 of 9 planned prompts never reached the end"):
         check_every_prompt_observed({"prompts": 7}, 9)
+    with pytest.raises(score_job.ScoreError, match="prompts_planned 9, prompts_keyed 7"):
+        check_every_prompt_observed({"prompts": 7}, 9, {"prompts_planned": 9, "prompts_keyed": 7})
 
 
 @pytest.mark.parametrize("max_users", [None, 5])
