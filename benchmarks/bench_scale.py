@@ -17,8 +17,8 @@ and for every process it starts (Beam's worker processes):
   the ratio of their times. Targets: >= 0.8x the bare pipeline at every size; the peak RSS of each
   worker process at the largest size <= 1.5x that at the smallest.
 - ``teacher``: ``python -m beam_pipelines.score --teacher embedding --max-users N`` (``--teacher-users``,
-  100k by default, 0 for all users; ``--teacher random`` measures the job without a model; 2 workers)
-  on the largest prepared folder: prompts/s and peak RSS.
+  100k by default, 0 for all users; ``--teacher random`` measures the job without a model; one worker,
+  see ``BEAM_1_WORKER``) on the largest prepared folder: prompts/s and peak RSS.
 - ``evaluate``: a two-tower run trained for a few steps on each prepared folder (``--evaluate-sizes``,
   default ``--sizes``), then ``tfrs-selreg evaluate --no-diagnostics``: users/s and peak RSS at each size.
   Its work grows with users x items (at 10M: 500k users x 100k items, about 35 minutes on 2 cores).
@@ -45,6 +45,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 BEAM_2_WORKERS = ["--runner", "DirectRunner", "--direct_num_workers", "2", "--direct_running_mode",
                   "multi_processing"]
+# The teacher stage runs on one worker: with 2, the local runner lost prompts at 100k users in 2 of 2
+# runs (docs/results/scale.md), and the job then fails its completeness check.
+BEAM_1_WORKER = ["--runner", "DirectRunner"]
 PREPARE_RATIO_TARGET = 0.8
 WORKER_RSS_GROWTH_TARGET = 1.5
 TEACHER_USERS = 100_000
@@ -243,7 +246,7 @@ def stage_teacher(work: str, size: int, users: int = TEACHER_USERS, teacher: str
     sample = ["--max-users", str(users)] if users else []
     seconds, peaks = run_measured(
         _python() + ["-m", "beam_pipelines.score", "--prepared", prepared, "--teacher", teacher, "--output",
-                     out, *sample] + BEAM_2_WORKERS,
+                     out, *sample] + BEAM_1_WORKER,
         os.path.join(work, f"teacher-{size}-{teacher}.log"), env={**os.environ, "HF_HUB_OFFLINE": "1"})
     with open(os.path.join(out, "manifest.json")) as f:
         counts = json.load(f)["counts"]
