@@ -121,7 +121,8 @@ def check_conservation(stats: PrepareStats) -> None:
             f"{read - rejected - filtered - written:,} interaction rows were lost between reading and writing: "
             f"read {read:,} = rejected {rejected:,} + filtered {filtered:,} + written {written:,} does not hold "
             f"(written interactions {stats.interactions}, records {records}). The input is not at fault: the "
-            "runner dropped elements. The previous output, if any, is unchanged; run the job again.")
+            "runner dropped elements. The previous output, if any, is unchanged; run the job again (on the local "
+            "runner, with one worker: its multi-worker modes were seen dropping rows at scale, docs/results/scale.md).")
 
 
 def _dataset_card(stats: PrepareStats) -> str:

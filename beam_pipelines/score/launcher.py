@@ -126,7 +126,8 @@ def check_every_prompt_observed(stats: dict[str, Any], planned: int, stages: Opt
         raise ScoreError(
             f"{planned - stats['prompts']:,} of {planned:,} planned prompts never reached the end of the job "
             f"(observed {stats['prompts']:,}{where}): the runner dropped elements. What was scored is in the "
-            "cache; run the job again (cached prompts are not sent to the teacher again).")
+            "cache; run the job again (cached prompts are not sent to the teacher again), on the local runner "
+            "with one worker: its multi-worker modes were seen dropping prompts at scale (docs/results/scale.md).")
 
 
 def _embedding_dim(output: str) -> int:
