@@ -31,7 +31,6 @@ from beam_pipelines.score.transforms import (
     LongTailRequests,
     ParseCacheLine,
     PlanUser,
-    SumCounts,
     ToDeadLetter,
     ToRequest,
     observe_result,
@@ -126,7 +125,8 @@ def build_pipeline(p: beam.Pipeline, config: ScoreConfig, users_files: Sequence[
                                                shard_name_template=""))
     _ = ((planned[PLANNED], cache_lines[PLANNED])
          | "AllPlanned" >> beam.Flatten()
-         | "SumPlanned" >> beam.CombineGlobally(SumCounts())
+         | "SumPlanned" >> beam.CombinePerKey(sum)
+         | "PlannedToDict" >> beam.combiners.ToDict()
          | "PlannedToJson" >> beam.Map(lambda d: json.dumps(d, sort_keys=True))
          | "WritePlanned" >> beam.io.WriteToText(os.path.join(config.output, PLANNED_TEMP_FILE),
                                                  shard_name_template=""))

@@ -1,5 +1,5 @@
 """The scoring job's DoFns (planning, requests, cache, dead letters, item embeddings, observations) and its
-stats CombineFns."""
+stats CombineFn."""
 
 from __future__ import annotations
 
@@ -59,8 +59,8 @@ class AssignLongTail(beam.DoFn):
 
 
 class PlanUser(_WithCatalog):
-    """``(user_id, {user, long_tail})`` -> ``(plan, cold_start)`` per prompt; a summary of the user's
-    plans (:func:`plan_summary`) to the ``planned`` output."""
+    """``(user_id, {user, long_tail})`` -> ``(plan, cold_start)`` per prompt; the user's counts
+    (:func:`plan_summary`) to the ``planned`` output as ``(name, count)`` pairs."""
 
     def __init__(self, prepared_dir: str, config: candidates_lib.CandidateConfig):
         super().__init__(prepared_dir, config)
@@ -73,7 +73,8 @@ class PlanUser(_WithCatalog):
             raise ScoreError(f"long-tail items {sorted(tail)} assigned to a user not scored")
         user = users[0]
         plans = self._planner.plan(user, tail)
-        yield beam.pvalue.TaggedOutput(PLANNED, plan_summary(user, plans))
+        for count in plan_summary(user, plans).items():
+            yield beam.pvalue.TaggedOutput(PLANNED, count)
         self._planned.inc(len(plans))
         for plan in plans:
             yield plan, user.cold_start
@@ -113,7 +114,7 @@ class KeyPlans(_WithCatalog):
 
 class ParseCacheLine(beam.DoFn):
     """A line of a cache object -> ``(key, line)``; a line cut short by a kill or otherwise undecodable
-    is counted (``cache_lines_skipped`` to the ``planned`` output) and its prompt scored again."""
+    is counted (``("cache_lines_skipped", 1)`` to the ``planned`` output) and its prompt scored again."""
 
     def __init__(self):
         self._skipped = beam.metrics.Metrics.counter(METRICS_NAMESPACE, "cache_lines_skipped")
@@ -123,7 +124,7 @@ class ParseCacheLine(beam.DoFn):
             key, _ = result_from_json(line)
         except (ValueError, KeyError, TypeError):
             self._skipped.inc()
-            yield beam.pvalue.TaggedOutput(PLANNED, {"cache_lines_skipped": 1})
+            yield beam.pvalue.TaggedOutput(PLANNED, ("cache_lines_skipped", 1))
             return
         yield key, line
 
@@ -278,23 +279,3 @@ class CombineStats(beam.CombineFn):
     def extract_output(self, acc):
         return acc.to_json()
 
-
-class SumCounts(beam.CombineFn):
-    """Sums dicts of counts key by key (the ``planned`` part of the manifest)."""
-
-    def create_accumulator(self):
-        return {}
-
-    def add_input(self, acc, counts):
-        for k, v in counts.items():
-            acc[k] = acc.get(k, 0) + v
-        return acc
-
-    def merge_accumulators(self, accs):
-        out: dict = {}
-        for acc in accs:
-            self.add_input(out, acc)
-        return out
-
-    def extract_output(self, acc):
-        return acc

@@ -11,8 +11,10 @@ buffers results and writes an object every ``flush_every`` results, every ``flus
 end of each bundle, so writers never share an object and a job killed half-way keeps every result but
 those of its last unwritten buffer (at most ``flush_every`` results or ``flush_seconds`` of work per
 worker: 100 and 2 s by default, a PUT every 2 s at most, which an object store takes easily). On
-a local disk a kill during a write can leave an object cut short; :meth:`ResultCache.load` skips such a
-line (and any other undecodable one) and counts it instead of failing.
+a local disk a kill during a write can leave an object cut short; a reader skips such a line (and any
+other undecodable one) and counts it instead of failing: the scoring job reads the lines with Beam and
+joins them with its prompts by key (``beam_pipelines.score``), :class:`ResultCache` reads a folder in
+one process (for tools and tests).
 
 Only successful results are cached. A failed request (rate limit, invalid JSON, ...) is retried by
 the next run, which is what a rerun is for; failures are counted in the manifest, not here.
@@ -68,7 +70,8 @@ def result_from_json(line: str) -> tuple[str, ScoringResult]:
 
 
 class ResultCache:
-    """Read side of the cache: every complete line of every object, by key (a later line wins).
+    """Read side of the cache in one process: every complete line of every object, by key (a later line
+    wins). The scoring job does not hold the cache; it joins the lines in Beam.
 
     Attributes:
       skipped_lines: lines that were cut short by a kill or could not be decoded.
