@@ -8,6 +8,7 @@ from typing import Sequence
 
 import apache_beam as beam
 from apache_beam.ml.inference.base import KeyedModelHandler, RunInference
+from apache_beam.utils import shared
 
 from beam_pipelines.score.handler import TeacherModelHandler
 from beam_pipelines.score.options import (
@@ -53,6 +54,7 @@ def build_pipeline(p: beam.Pipeline, config: ScoreConfig, users_files: Sequence[
     entries are ever held in one place.
     """
     cfg = config.candidates
+    catalog = shared.Shared()  # one catalog per worker process, whichever DoFns use it
     if items:
         _ = (p
              | "CreateItems" >> beam.Create(items)
@@ -81,18 +83,18 @@ def build_pipeline(p: beam.Pipeline, config: ScoreConfig, users_files: Sequence[
             users
             | "CountUsers" >> beam.combiners.Count.Globally()
             | "NumBuckets" >> beam.Map(long_tail.num_buckets, cfg))
-        members = users | "KeyByBucket" >> beam.ParDo(KeyByLongTailBucket(config.prepared, cfg), num_buckets)
+        members = users | "KeyByBucket" >> beam.ParDo(KeyByLongTailBucket(config.prepared, cfg, catalog), num_buckets)
         wanted = (p
                   | "Once" >> beam.Create([None])
-                  | "LongTailRequests" >> beam.ParDo(LongTailRequests(config.prepared, cfg), num_buckets))
+                  | "LongTailRequests" >> beam.ParDo(LongTailRequests(config.prepared, cfg, catalog), num_buckets))
         groups["long_tail"] = ({"members": members, "items": wanted}
                                | "GroupByBucket" >> beam.CoGroupByKey()
                                | "AssignLongTail" >> beam.ParDo(AssignLongTail(cfg)))
     planned = (groups
                | "JoinLongTail" >> beam.CoGroupByKey()
-               | "PlanUsers" >> beam.ParDo(PlanUser(config.prepared, cfg)).with_outputs(PLANNED, main="plans"))
+               | "PlanUsers" >> beam.ParDo(PlanUser(config.prepared, cfg, catalog)).with_outputs(PLANNED, main="plans"))
     keyed = planned.plans | "KeyPlans" >> beam.ParDo(
-        KeyPlans(config.prepared, cfg, config.teacher, config.teacher_options))
+        KeyPlans(config.prepared, cfg, catalog, config.teacher, config.teacher_options))
     cache_lines = (p
                    | "CachePattern" >> beam.Create([os.path.join(config.resolved_cache_dir, SHARD_PATTERN)])
                    | "ReadCache" >> beam.io.ReadAllFromText()
@@ -102,10 +104,10 @@ def build_pipeline(p: beam.Pipeline, config: ScoreConfig, users_files: Sequence[
                 | "JoinCache" >> beam.ParDo(JoinCache()).with_outputs(CACHED, main="to_score"))
     handler = KeyedModelHandler(TeacherModelHandler(config.teacher, config.teacher_options, config.batch_size))
     scored = (resolved.to_score
-              | "ToRequests" >> beam.ParDo(ToRequest(config.prepared, cfg))
+              | "ToRequests" >> beam.ParDo(ToRequest(config.prepared, cfg, catalog))
               | "ScoreWithTeacher" >> RunInference(handler)
               | "CheckAndCache" >> beam.ParDo(CheckAndCache(config.resolved_cache_dir, config.progress_every)))
-    cached = resolved[CACHED] | "FromCache" >> beam.ParDo(FromCache(config.prepared, cfg))
+    cached = resolved[CACHED] | "FromCache" >> beam.ParDo(FromCache(config.prepared, cfg, catalog))
     results = (scored, cached) | "AllResults" >> beam.Flatten()
 
     _ = (results

@@ -9,6 +9,7 @@ import time
 from typing import Any, Optional, Sequence
 
 import apache_beam as beam
+from apache_beam.utils import shared
 
 from beam_pipelines.score.handler import check_result
 from beam_pipelines.score.options import CACHED, METRICS_NAMESPACE, PLANNED, STAGE_COUNTERS, ScoreError
@@ -19,17 +20,29 @@ from tfrs_selreg.teachers import long_tail, manifest, registry
 from tfrs_selreg.teachers.cache import CacheWriter, result_from_json
 
 
-class _WithCatalog(beam.DoFn):
-    """A DoFn that loads the prepared catalog (items.jsonl) once per worker: planning's one global input."""
+class _Planning:
+    """The catalog (items.jsonl by id), its pools and a planner: planning's one global input."""
 
     def __init__(self, prepared_dir: str, config: candidates_lib.CandidateConfig):
+        self.items = {it.item_id: it for it in PreparedData(prepared_dir).items()}
+        self.catalog = candidates_lib.Catalog(list(self.items.values()), config.popular_pool)
+        self.planner = candidates_lib.UserPlanner(self.catalog, config)
+
+
+class _WithCatalog(beam.DoFn):
+    """A DoFn that uses the catalog. ``shared_catalog`` (one ``apache_beam.utils.shared.Shared`` for the
+    whole graph) makes the six DoFns of a worker process hold one copy, loaded once."""
+
+    def __init__(self, prepared_dir: str, config: candidates_lib.CandidateConfig, shared_catalog: shared.Shared):
         self._prepared_dir = prepared_dir
         self._config = config
+        self._shared = shared_catalog
 
     def setup(self):
-        self._items = {it.item_id: it for it in PreparedData(self._prepared_dir).items()}
-        self._catalog = candidates_lib.Catalog(list(self._items.values()), self._config.popular_pool)
-        self._planner = candidates_lib.UserPlanner(self._catalog, self._config)
+        self._planning = self._shared.acquire(lambda: _Planning(self._prepared_dir, self._config),
+                                              tag=f"{self._prepared_dir}\x00{self._config!r}")
+        self._items, self._catalog, self._planner = (
+            self._planning.items, self._planning.catalog, self._planning.planner)
 
 
 class KeyByLongTailBucket(_WithCatalog):
@@ -62,8 +75,8 @@ class PlanUser(_WithCatalog):
     """``(user_id, {user, long_tail})`` -> ``(plan, cold_start)`` per prompt; the user's counts
     (:func:`plan_summary`) to the ``planned`` output as ``(name, count)`` pairs."""
 
-    def __init__(self, prepared_dir: str, config: candidates_lib.CandidateConfig):
-        super().__init__(prepared_dir, config)
+    def __init__(self, prepared_dir: str, config: candidates_lib.CandidateConfig, shared_catalog: shared.Shared):
+        super().__init__(prepared_dir, config, shared_catalog)
         self._planned = beam.metrics.Metrics.counter(METRICS_NAMESPACE, STAGE_COUNTERS[0])
 
     def process(self, element):
@@ -94,9 +107,9 @@ class KeyPlans(_WithCatalog):
     ids), not the request, which carries the item texts.
     """
 
-    def __init__(self, prepared_dir: str, config: candidates_lib.CandidateConfig, teacher: str,
-                 teacher_options: dict[str, Any]):
-        super().__init__(prepared_dir, config)
+    def __init__(self, prepared_dir: str, config: candidates_lib.CandidateConfig, shared_catalog: shared.Shared,
+                 teacher: str, teacher_options: dict[str, Any]):
+        super().__init__(prepared_dir, config, shared_catalog)
         self._teacher_name = teacher
         self._teacher_options = dict(teacher_options)
         self._keyed = beam.metrics.Metrics.counter(METRICS_NAMESPACE, STAGE_COUNTERS[1])
@@ -154,8 +167,8 @@ class JoinCache(beam.DoFn):
 class ToRequest(_WithCatalog):
     """``((key, cold_start), plan)`` -> ``((key, cold_start), ScoringRequest)``, for the teacher."""
 
-    def __init__(self, prepared_dir: str, config: candidates_lib.CandidateConfig):
-        super().__init__(prepared_dir, config)
+    def __init__(self, prepared_dir: str, config: candidates_lib.CandidateConfig, shared_catalog: shared.Shared):
+        super().__init__(prepared_dir, config, shared_catalog)
         self._sent = beam.metrics.Metrics.counter(METRICS_NAMESPACE, STAGE_COUNTERS[3])
 
     def process(self, element):
