@@ -10,7 +10,14 @@ import apache_beam as beam
 from beam_pipelines.prepare.options import COUNTS, READ_RANGE_BYTES, REJECTED
 from beam_pipelines.prepare.read import DedupeCatalog, ParseLabels, ReadInteractions, ReadItems
 from beam_pipelines.prepare.user_examples import SplitUsers, build_catalog
-from beam_pipelines.prepare.write import USER_IDS, WriteCatalog, WriteShard, write_text, write_user_vocabulary
+from beam_pipelines.prepare.write import (
+    SHARDS_WRITTEN,
+    USER_IDS,
+    WriteCatalog,
+    WriteShard,
+    write_text,
+    write_user_vocabulary,
+)
 from tfrs_selreg.data import prepared, readers, splitting
 from tfrs_selreg.data.prepare_config import PrepareConfig
 from tfrs_selreg.data.readers import lines
@@ -121,13 +128,20 @@ def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: re
                        | "NumShards" >> beam.Map(lambda n: max(1, -(-n // o.examples_per_shard))))
     shards = beam.pvalue.AsSingleton(shard_count)
     # The second and last shuffle, by shard: each shard's users are built into records and written together.
-    empty_shards = shard_count | "AllShards" >> beam.FlatMap(lambda n: [(s, None) for s in range(n)])
-    keyed = users.main | "KeyByShard" >> beam.Map(lambda u, n: (splitting.shard_of(u[0].user_id, n), u), n=shards)
-    written = ((keyed, empty_shards) | "WithEmptyShards" >> beam.Flatten()
+    write_shard = WriteShard(config, out, with_labels=bool(label_files))
+    written = (users.main
+               | "KeyByShard" >> beam.Map(lambda u, n: (splitting.shard_of(u[0].user_id, n), u), n=shards)
                | "GroupByShard" >> beam.GroupByKey()
-               | "WriteShards" >> beam.ParDo(WriteShard(config, out, with_labels=bool(label_files)),
-                                             catalog=beam.pvalue.AsSingleton(catalog), num_shards=shards)
-               .with_outputs(REJECTED, USER_IDS, main="main"))
+               | "WriteShards" >> beam.ParDo(write_shard, catalog=beam.pvalue.AsSingleton(catalog), num_shards=shards)
+               .with_outputs(REJECTED, USER_IDS, SHARDS_WRITTEN, main="main"))
+    # Shards no user fell into are written empty, so that every file of the set exists. (Not a Flatten of
+    # every shard number into the shuffle: the local runner copies a Flatten's inputs in a stage of its own.)
+    empty = (shard_count
+             | "EmptyShards" >> beam.FlatMap(lambda n, done: [(s, []) for s in sorted(set(range(n)) - set(done))],
+                                             done=beam.pvalue.AsList(written[SHARDS_WRITTEN]))
+             | "WriteEmptyShards" >> beam.ParDo(write_shard, catalog=beam.pvalue.AsSingleton(catalog),
+                                                num_shards=shards).with_outputs(REJECTED, USER_IDS, SHARDS_WRITTEN,
+                                                                                main="main"))
     vocabulary_count = (written[USER_IDS]
                         | "UserIdsToList" >> beam.combiners.ToList()
                         | "WriteUserVocabulary" >> beam.Map(write_user_vocabulary(out)))
@@ -140,7 +154,7 @@ def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: re
     reject_counts = rejected | "RejectReasons" >> beam.Map(
         lambda r: (f"rejected/{r['input']}/{r['reason']}", 1))
     shards_used = shard_count | "ShardsUsed" >> beam.Map(lambda n: ("num_shards", n))
-    _ = ((interactions[COUNTS], items[COUNTS], users[COUNTS], written.main, catalog_counts, shards_used,
+    _ = ((interactions[COUNTS], items[COUNTS], users[COUNTS], written.main, empty.main, catalog_counts, shards_used,
           vocabulary_count, reject_counts, *label_counts)
          | "AllCounts" >> beam.Flatten()
          | "SumCounts" >> beam.CombinePerKey(sum)

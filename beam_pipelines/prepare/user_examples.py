@@ -85,25 +85,25 @@ def user_records(split: splitting.UserSplit, label_rows: list, catalog: dict, co
     n_train = len(train_items)
     cold = n_train <= o.cold_start_max_history
     L, seed = o.history_length, o.seed
-    common = dict(user_id=user_id, history_length=n_train, cold_start=cold)
+    encoder = ex.UserExamples(user_id, n_train, cold)
+    histories = encoder.histories(train_items, L)  # [k]: the history of record k; [n_train]: val/test's
+    train_order = splitting.unit_hasher(seed, "order", user_id)
+    held_out_order = {name: splitting.unit_hasher(seed, "order", user_id, name) for name in ("val", "test")}
     train_records = []
     for k, (item_id, ts, rating, _) in enumerate(split.train):
-        record = ex.make_example(
-            item_id=item_id, history=ex.padded_history(train_items[max(0, k - L):k], L), timestamp=ts,
-            rating=rating, item_popularity=pop[item_id], long_tail=item_id in tail,
-            teacher_pairs=pair_sampling.sample(teacher_rows, o.teacher_pairs, seed=seed, user_id=user_id,
-                                               salt=k, kind=pair_sampling.TEACHER) if with_labels else None,
-            probe_pairs=pair_sampling.sample(probe_rows, o.probe_pairs, seed=seed, user_id=user_id,
-                                             salt=k, kind=pair_sampling.PROBE) if with_labels else None,
-            num_teacher_pairs=o.teacher_pairs, num_probe_pairs=o.probe_pairs, **common)
-        train_records.append((splitting.unit_hash(seed, "order", user_id, k), record))
+        record = encoder.example(
+            item_id, histories[k], ts, rating, pop[item_id], item_id in tail,
+            pair_sampling.sample(teacher_rows, o.teacher_pairs, seed=seed, user_id=user_id, salt=k,
+                                 kind=pair_sampling.TEACHER) if with_labels else None,
+            pair_sampling.sample(probe_rows, o.probe_pairs, seed=seed, user_id=user_id, salt=k,
+                                 kind=pair_sampling.PROBE) if with_labels else None,
+            o.teacher_pairs, o.probe_pairs)
+        train_records.append((train_order(k), record))
     records = {"train": train_records}
-    history = ex.padded_history(train_items, L)
     for name, rows in (("val", split.val), ("test", split.test)):
         records[name] = [
-            (splitting.unit_hash(seed, "order", user_id, name, k), ex.make_example(
-                item_id=item_id, history=history, timestamp=ts, rating=rating,
-                item_popularity=pop.get(item_id, 0), long_tail=item_id in tail, **common))
+            (held_out_order[name](k), encoder.example(item_id, histories[n_train], ts, rating, pop.get(item_id, 0),
+                                                      item_id in tail))
             for k, (item_id, ts, rating, _) in enumerate(rows)]
     for name, rows in (("train", split.train), ("val", split.val), ("test", split.test)):
         if rows:

@@ -260,6 +260,17 @@ def test_num_shards_auto_gives_one_shard_per_examples_per_shard_accepted_rows(tm
     assert sorted(users) == sorted(SEQUENCES) and len(glob.glob(prepared.users_pattern(str(out)))) == 3
 
 
+def test_shards_without_users_are_written_empty(tmp_path):
+    # 4 users in 12 shards: most shards get no user, and each of those is still a file of every set.
+    out = tmp_path / "out"
+    stats = _run(_write_csv(tmp_path / "raw"), out, "--num-shards", "12")
+    assert stats.num_shards == 12
+    for name in [f"{split}-{{:05d}}-of-00012.tfrecord" for split in schema.SPLITS] + ["users-{:05d}-of-00012.jsonl"]:
+        sizes = [os.path.getsize(out / name.format(s)) for s in range(12)]
+        assert sizes.count(0) >= 8 and any(sizes), name
+    assert sorted(u.user_id for u in PreparedData(str(out)).iter_users()) == sorted(SEQUENCES)
+
+
 def _all_bytes(out):
     blobs = {}
     for path in sorted(glob.glob(os.path.join(out, "**", "*"), recursive=True)):

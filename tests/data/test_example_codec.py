@@ -38,3 +38,30 @@ def test_empty_example():
 def test_string_feature_equals_bytes_feature():
     values = ["", "318", "Amélie", "318"]
     assert codec.string_feature(values) == codec.bytes_feature([v.encode("utf-8") for v in values])
+
+
+def test_tfrecord_bytes_equal_beam_s_tfrecord_writer():
+    import io
+    import random
+
+    from apache_beam.io.tfrecordio import _TFRecordUtil
+
+    from beam_pipelines.prepare.write import tfrecord_bytes
+
+    rng = random.Random(1)
+    records = [bytes(rng.randrange(256) for _ in range(rng.randrange(0, 400))) for _ in range(200)]
+    f = io.BytesIO()
+    for record in records:
+        _TFRecordUtil.write_record(f, record)
+    assert tfrecord_bytes(records) == f.getvalue() and tfrecord_bytes([]) == b""
+
+
+def test_entry_prefix_gives_the_entry():
+    for values in ([], [0], [5, 2**40, -1]):
+        packed = b"".join(codec.varint(v) for v in values)
+        assert (codec.entry_prefix("timestamp", codec.INT64_LIST, len(packed)) + packed
+                == codec.entry("timestamp", codec.int64_feature(values)))
+    for values in ([], ["", "i1", "x" * 300]):
+        slots = b"".join(codec.string_list_entry(v) for v in values)
+        assert (codec.entry_prefix("history", codec.BYTES_LIST, len(slots)) + slots
+                == codec.entry("history", codec.string_feature(values)))

@@ -155,3 +155,15 @@ def test_make_example_cached_entries_equal_the_generic_encoder():
             assert record == codec.encode_example({k: features[k].SerializeToString() for k in features})
             assert parsed.features.feature["rating"].float_list.value == [rating or 0.0]
             assert parsed.features.feature["user_id"].bytes_list.value == ["ü1".encode()]
+
+
+def test_user_examples_histories_equal_each_record_s_padded_history():
+    items = [f"i{k}" for k in range(7)]
+    for length in (0, 1, 3, 10):
+        histories = ex.UserExamples.histories(items, length)
+        assert histories == [ex.history_entry(ex.padded_history(items[:k], length)) for k in range(len(items) + 1)]
+
+
+def test_unit_hasher_equals_unit_hash():
+    f = splitting.unit_hasher(3, "order", "ü1")
+    assert [f(k) for k in (0, 1, 17, "val")] == [splitting.unit_hash(3, "order", "ü1", k) for k in (0, 1, 17, "val")]

@@ -50,24 +50,25 @@ _TAGS = tuple(_varint_slow((number << 3) | _LEN) for number in range(4))
 _KEYS: dict[str, bytes] = {}
 
 
-def _varint(n: int) -> bytes:
+def varint(n: int) -> bytes:
+    """``n`` as a protobuf varint (int64: negative values as their 64-bit two's complement)."""
     return _SMALL[n] if 0 <= n < 16384 else _varint_slow(n)
 
 
 def _field(number: int, payload: bytes) -> bytes:
-    return _TAGS[number] + _varint(len(payload)) + payload
+    return _TAGS[number] + varint(len(payload)) + payload
 
 
 def bytes_feature(values: Iterable[bytes]) -> bytes:
     """Serialized ``Feature`` holding a ``BytesList``."""
-    return _field(1, b"".join([b"\n" + _varint(len(v)) + v for v in values]))
+    return _field(1, b"".join([b"\n" + varint(len(v)) + v for v in values]))
 
 
 @functools.lru_cache(maxsize=1 << 18)
 def string_list_entry(value: str) -> bytes:
     """One UTF-8 string as a slot of a serialized ``BytesList`` (tag and length included)."""
     encoded = value.encode("utf-8")
-    return b"\n" + _varint(len(encoded)) + encoded
+    return b"\n" + varint(len(encoded)) + encoded
 
 
 EMPTY_STRING_ENTRY = string_list_entry("")
@@ -102,7 +103,7 @@ def packed_float_feature(packed: bytes) -> bytes:
 
 def int64_feature(values: Iterable[int]) -> bytes:
     """Serialized ``Feature`` holding a packed ``Int64List``."""
-    packed = b"".join([_varint(int(v)) for v in values])
+    packed = b"".join([varint(int(v)) for v in values])
     return _field(3, _field(1, packed) if packed else b"")
 
 
@@ -120,8 +121,22 @@ def encode_example(features: Mapping[str, bytes]) -> bytes:
 
 def entry(name: str, feature: bytes) -> bytes:
     """One serialized ``Features.feature`` map entry ``{key: name, value: feature}``, tag included."""
-    body = _key(name) + b"\x12" + _varint(len(feature)) + feature
-    return b"\n" + _varint(len(body)) + body
+    body = _key(name) + b"\x12" + varint(len(feature)) + feature
+    return b"\n" + varint(len(body)) + body
+
+
+BYTES_LIST, INT64_LIST = 1, 3  # Feature's field numbers of the packed-free and packed list kinds below
+
+
+@functools.lru_cache(maxsize=1 << 12)
+def entry_prefix(name: str, kind: int, size: int) -> bytes:
+    """The bytes of an ``entry`` of feature ``name`` before its list's ``size`` payload bytes, so that
+    ``entry_prefix(name, kind, len(p)) + p`` is the entry: for ``BYTES_LIST``, ``p`` is the values'
+    slots (:func:`string_list_entry`); for ``INT64_LIST``, the packed varints."""
+    payload = b"\0" * size
+    feature = _field(1, payload) if kind == BYTES_LIST else _field(3, _field(1, payload) if size else b"")
+    whole = entry(name, feature)
+    return whole[:len(whole) - size]
 
 
 def encode_entries(entries: Iterable[bytes]) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import struct
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 # One interaction of a user as it travels through the pipeline: (item_id, timestamp, rating, line).
 Interaction = tuple[str, int, Optional[float], int]
@@ -24,6 +24,18 @@ def unit_hash(*parts: object) -> float:
     """A stable pseudo-random number in [0, 1) from ``parts``."""
     digest = hashlib.blake2b("\x1f".join(map(str, parts)).encode("utf-8"), digest_size=8).digest()
     return struct.unpack(">Q", digest)[0] / 2.0**64
+
+
+def unit_hasher(*parts: object) -> Callable[[object], float]:
+    """``f`` with ``f(last) == unit_hash(*parts, last)``: the shared ``parts`` are hashed once, for the
+    many values of ``last`` (one per record) that follow them."""
+    prefix = hashlib.blake2b(("\x1f".join(map(str, parts)) + "\x1f").encode("utf-8"), digest_size=8)
+
+    def f(last: object) -> float:
+        h = prefix.copy()
+        h.update(str(last).encode("utf-8"))
+        return struct.unpack(">Q", h.digest())[0] / 2.0**64
+    return f
 
 
 def shard_of(key: str, num_shards: int) -> int:
