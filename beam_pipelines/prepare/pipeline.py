@@ -8,8 +8,8 @@ import os
 import apache_beam as beam
 
 from beam_pipelines.prepare.options import COUNTS, READ_RANGE_BYTES, REJECTED
-from beam_pipelines.prepare.read import DedupeCatalog, ParseLabels, ReadInteractions, ReadItems
-from beam_pipelines.prepare.user_examples import SplitUsers, build_catalog
+from beam_pipelines.prepare.read import ACCEPTED_ROWS, ParseLabels, ReadInteractions, ReadItems
+from beam_pipelines.prepare.user_examples import POPULARITY, SplitUsers, build_catalog
 from beam_pipelines.prepare.write import (
     SHARDS_WRITTEN,
     USER_IDS,
@@ -64,12 +64,8 @@ def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: re
     an interactions file of one row per line is read in ranges of ``range_bytes``."""
     o = config
     raw = (p | "DataDir" >> beam.Create([o.data_dir or ""]))
-    items = raw | "ReadItems" >> beam.ParDo(ReadItems(reader)).with_outputs(REJECTED, COUNTS,
-                                                                           main="main")
-    catalog_items = (items.main | "GroupCatalogIds" >> beam.GroupByKey()
-                     | "DedupeCatalog" >> beam.ParDo(DedupeCatalog()).with_outputs(REJECTED,
-                                                                                   main="main"))
-    catalog_ids = catalog_items.main | "CatalogIds" >> beam.Map(lambda it: it.item_id)
+    items = raw | "ReadItems" >> beam.ParDo(ReadItems(reader)).with_outputs(REJECTED, COUNTS, main="main")
+    catalog_items = beam.pvalue.AsSingleton(items.main)
     source = reader.interaction_lines(o.data_dir or "")
     first_lines = None
     if source is not None:  # one row per line: read in byte ranges, spread over the workers
@@ -83,39 +79,38 @@ def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: re
     else:
         raw_interactions = raw
     interactions = raw_interactions | "ReadInteractions" >> beam.ParDo(
-        ReadInteractions(reader, o.min_rating), catalog_ids=beam.pvalue.AsList(catalog_ids),
+        ReadInteractions(reader, o.min_rating), catalog=catalog_items,
         **({"first_lines": first_lines} if first_lines is not None else {})
-    ).with_outputs(REJECTED, COUNTS, main="main")
+    ).with_outputs(REJECTED, COUNTS, ACCEPTED_ROWS, main="main")
 
     label_rejects, label_counts = [], []
-    by_user = {"interactions": interactions.main}
+    by_user = [interactions.main]
     if label_files:
         parsed = (p | "LabelFiles" >> beam.Create(label_files)
                   | "ParseLabels" >> beam.ParDo(ParseLabels()).with_outputs(REJECTED, COUNTS,
                                                                            main="main"))
-        by_user["labels"] = parsed.main
+        by_user.append(parsed.main)
         label_rejects.append(parsed[REJECTED])
         label_counts.append(parsed[COUNTS])
 
     cuts = None
     if o.split == splitting.SPLIT_TEMPORAL:
         cuts = beam.pvalue.AsSingleton(
-            interactions.main | "Timestamps" >> beam.FlatMap(lambda kv: [x[1] for x in kv[1]])
+            interactions.main | "Timestamps" >> beam.FlatMap(lambda kv: [x[1] for x in kv[1][1]])
             | "TimestampHistogram" >> beam.CombineGlobally(_Histogram())
             | "TemporalCuts" >> beam.Map(_temporal_cuts, o.temporal_val_fraction,
                                          o.temporal_test_fraction))
-    # One shuffle by user brings a user's interactions and label rows together.
+    # One shuffle by user brings a user's interactions and label rows together: the values come tagged
+    # from the readers, so this is CoGroupByKey without its per-element tagging Map (on 10M rows, one
+    # element each, that Map alone cost the local runner seconds).
     users = (by_user
-             | "GroupByUser" >> beam.CoGroupByKey()
+             | "ByUser" >> beam.Flatten()
+             | "GroupByUser" >> beam.GroupByKey()
              | "SplitUsers" >> beam.ParDo(SplitUsers(o.split, o.seed, o.cold_start_fraction),
-                                          cuts=cuts).with_outputs(COUNTS, REJECTED, main="main"))
-    popularity = (users.main
-                  | "TrainItems" >> beam.FlatMap(lambda u: [(x[0], 1) for x in u[0].train])
-                  | "Popularity" >> beam.CombinePerKey(sum))
-    catalog = (catalog_items.main | "CatalogToList" >> beam.combiners.ToList()
-               | "BuildCatalog" >> beam.Map(
-                   lambda items, pop: build_catalog(items, pop, o.long_tail_fraction),
-                   pop=beam.pvalue.AsDict(popularity)))
+                                          cuts=cuts).with_outputs(COUNTS, REJECTED, POPULARITY, main="main"))
+    popularity = users[POPULARITY] | "Popularity" >> beam.CombinePerKey(sum)
+    catalog = (items.main | "BuildCatalog" >> beam.Map(
+        lambda items, pop: build_catalog(items, pop, o.long_tail_fraction), pop=beam.pvalue.AsDict(popularity)))
     catalog_counts = catalog | "WriteCatalog" >> beam.ParDo(WriteCatalog(out))
 
     if o.num_shards:
@@ -123,8 +118,7 @@ def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: re
     else:
         # auto: from the accepted interaction rows (an upper bound on the training examples), known before the
         # shuffle by user; a count taken from the split users lost users on the local runner (scale.md).
-        shard_count = (interactions.main | "AcceptedRows" >> beam.Map(lambda kv: len(kv[1]))
-                       | "SumAcceptedRows" >> beam.CombineGlobally(sum)
+        shard_count = (interactions[ACCEPTED_ROWS] | "SumAcceptedRows" >> beam.CombineGlobally(sum)
                        | "NumShards" >> beam.Map(lambda n: max(1, -(-n // o.examples_per_shard))))
     shards = beam.pvalue.AsSingleton(shard_count)
     # The second and last shuffle, by shard: each shard's users are built into records and written together.
@@ -146,7 +140,7 @@ def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: re
                         | "UserIdsToList" >> beam.combiners.ToList()
                         | "WriteUserVocabulary" >> beam.Map(write_user_vocabulary(out)))
 
-    rejected = ((interactions[REJECTED], items[REJECTED], catalog_items[REJECTED], users[REJECTED],
+    rejected = ((interactions[REJECTED], items[REJECTED], users[REJECTED],
                  written[REJECTED], *label_rejects) | "AllRejected" >> beam.Flatten())
     _ = (rejected | "RejectedToJson" >> beam.Map(lambda r: json.dumps(r, sort_keys=True))
          | "WriteDeadLetter" >> beam.io.WriteToText(

@@ -20,20 +20,26 @@ from tfrs_selreg.data.readers import lines
 
 # Count keys of the interaction rows each worker process read: PrepareStats.rows_read_by_worker.
 ROWS_BY_WORKER = "interaction_rows_read_by/"
+# Output of ReadInteractions: accepted rows per element read.
+ACCEPTED_ROWS = "accepted_rows"
+# Tags of the values the shuffle by user brings together (what CoGroupByKey would add, see build_pipeline).
+INTERACTIONS, LABELS = "interactions", "labels"
 
 
 # Multi-output DoFn: Beam would infer a Union with TaggedOutput and reject the keyed main output.
 @beam.typehints.with_output_types(Any)
 class ReadInteractions(beam.DoFn):
-    """Reader output -> ``(user_id, [(item_id, timestamp, rating, line), ...])``; bad rows tagged.
+    """Reader output -> ``(user_id, (INTERACTIONS, [(item_id, timestamp, rating, line), ...]))``; bad rows
+    tagged; the number of accepted rows (``ACCEPTED_ROWS``).
 
     An element is a :class:`~tfrs_selreg.data.readers.lines.LineRange` of the interactions file, read
     with the side input ``first_lines`` (the number of each range's first line), or ``data_dir`` for a
-    format the reader reads whole. Rows naming an item missing from the catalog are rejected as
-    ``unknown_item``; the catalog ids arrive as a side input so the million-row stream is not shuffled
-    by item. Accepted rows are grouped by user within at most ``FLUSH_ROWS`` rows before they leave the
-    DoFn (combiner lifting by hand), so the shuffle by user moves a few lists per user instead of one
-    element per row. Rows read are also counted per worker process (``ROWS_BY_WORKER``).
+    format the reader reads whole. Rows naming an item missing from the ``catalog`` side input (the list
+    of items) are rejected as ``unknown_item``, so the million-row stream is not shuffled by item.
+    Accepted rows are grouped by user within at most ``FLUSH_ROWS`` rows before they leave the DoFn
+    (combiner lifting by hand), so the shuffle by user moves a few lists per user instead of one element
+    per row where a user's rows lie together. The values come tagged for the shuffle by user (see
+    ``pipeline.build_pipeline``). Rows read are also counted per worker process (``ROWS_BY_WORKER``).
     """
 
     FLUSH_ROWS = 100_000
@@ -41,6 +47,12 @@ class ReadInteractions(beam.DoFn):
     def __init__(self, reader: readers.DatasetReader, min_rating: Optional[float]):
         self._reader = reader
         self._min_rating = min_rating
+        self._catalog, self._known = None, frozenset()
+
+    def _known_ids(self, catalog: list) -> frozenset:
+        if catalog is not self._catalog:  # the same side input object for every range of a bundle
+            self._catalog, self._known = catalog, frozenset(item.item_id for item in catalog)
+        return self._known
 
     def _rows(self, element, first_lines):
         if first_lines is None:
@@ -52,10 +64,10 @@ class ReadInteractions(beam.DoFn):
             else:
                 yield from self._reader.parse_interaction_line(element.file, *entry)
 
-    def process(self, element, catalog_ids, first_lines=None):
-        known = frozenset(catalog_ids)
+    def process(self, element, catalog, first_lines=None):
+        known = self._known_ids(catalog)
         # Counted here and emitted once: a count element per row would double the rows Beam moves.
-        read = below_min_rating = buffered = 0
+        read = below_min_rating = buffered = accepted = 0
         by_user: dict[str, list] = {}
         for row in self._rows(element, first_lines):
             read += 1
@@ -72,12 +84,19 @@ class ReadInteractions(beam.DoFn):
                 by_user.setdefault(row.user_id, []).append((row.item_id, row.timestamp, row.rating, row.line))
                 buffered += 1
                 if buffered >= self.FLUSH_ROWS:
-                    yield from by_user.items()
+                    yield from _tagged(by_user)
+                    accepted += buffered
                     by_user, buffered = {}, 0
-        yield from by_user.items()
+        yield from _tagged(by_user)
+        yield beam.pvalue.TaggedOutput(ACCEPTED_ROWS, accepted + buffered)
         yield from counts(interaction_rows_read=read, **{REASON_BELOW_MIN_RATING: below_min_rating})
         if read:
             yield beam.pvalue.TaggedOutput(COUNTS, (f"{ROWS_BY_WORKER}{socket.gethostname()}:{os.getpid()}", read))
+
+
+def _tagged(by_user: dict[str, list]):
+    for user_id, rows in by_user.items():
+        yield user_id, (INTERACTIONS, rows)
 
 
 def counts(**counts: int):
@@ -89,20 +108,29 @@ def counts(**counts: int):
 
 @beam.typehints.with_output_types(Any)
 class ReadItems(beam.DoFn):
-    """Reader output -> ``Item``; bad rows tagged."""
+    """Reader output -> one element, the catalog: a list of ``Item``, one per item id (the first row of an
+    id in reading order wins; the later ones are rejected as ``duplicate_item``); bad rows tagged.
+
+    The items file is read whole by one call, so the catalog is deduplicated here, not in a shuffle by
+    item id and a ``ToList`` (which cost seconds on one worker at 100k items: docs/results/scale.md).
+    """
 
     def __init__(self, reader: readers.DatasetReader):
         self._reader = reader
 
     def process(self, data_dir: str):
-        read = 0
+        read, catalog = 0, {}
         for position, row in enumerate(self._reader.read_items(data_dir)):
             read += 1
             if isinstance(row, readers.Rejected):
                 yield beam.pvalue.TaggedOutput(REJECTED, reject_record("items", row.source, row.line,
                                                                         row.reason, row.raw))
+            elif row.item_id in catalog:
+                yield beam.pvalue.TaggedOutput(REJECTED, reject_record(
+                    "items", "catalog", position + 1, REASON_DUPLICATE_ITEM, f"item_id={row.item_id}"))
             else:
-                yield row.item_id, (position, row)
+                catalog[row.item_id] = row
+        yield list(catalog.values())
         yield from counts(item_rows_read=read)
 
 
@@ -111,21 +139,9 @@ def reject_record(what: str, source: str, line: int, reason: str, raw: str) -> d
 
 
 @beam.typehints.with_output_types(Any)
-class DedupeCatalog(beam.DoFn):
-    """One catalog entry per item id: the first one in reading order wins, the others are rejected."""
-
-    def process(self, element):
-        item_id, entries = element
-        entries = sorted(entries, key=lambda e: e[0])
-        yield entries[0][1]
-        for position, _ in entries[1:]:
-            yield beam.pvalue.TaggedOutput(REJECTED, reject_record(
-                "items", "catalog", position + 1, REASON_DUPLICATE_ITEM, f"item_id={item_id}"))
-
-
-@beam.typehints.with_output_types(Any)
 class ParseLabels(beam.DoFn):
-    """Label file -> ``(user_id, (LabelRow, path, line))``; malformed or invalid rows go to the dead letter."""
+    """Label file -> ``(user_id, (LABELS, (LabelRow, path, line)))``; malformed or invalid rows go to the dead
+    letter."""
 
     def process(self, path: str):
         rows = 0
@@ -136,5 +152,5 @@ class ParseLabels(beam.DoFn):
                                                                         out.raw))
             else:
                 row, line = out
-                yield row.user_id, (row, path, line)
+                yield row.user_id, (LABELS, (row, path, line))
         yield from counts(label_rows_read=rows)

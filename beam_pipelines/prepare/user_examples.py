@@ -7,28 +7,38 @@ import dataclasses
 from typing import Any
 
 import apache_beam as beam
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
 
 from beam_pipelines.prepare.options import COUNTS, REJECTED
-from beam_pipelines.prepare.read import reject_record
+from beam_pipelines.prepare.read import INTERACTIONS, LABELS, reject_record
 from tfrs_selreg.data import examples as ex
 from tfrs_selreg.data import label_join, pair_sampling, prepared, splitting
 from tfrs_selreg.data import labels as labels_lib
 from tfrs_selreg.data.prepare_config import PrepareConfig
 
+POPULARITY = "popularity"  # SplitUsers' output: (item_id, training interactions) per bundle
+
 
 @beam.typehints.with_output_types(Any)
 class SplitUsers(beam.DoFn):
-    """``(user_id, {"interactions": lists of interactions, "labels": label rows})`` -> ``(UserSplit, label
-    rows)`` (dedup, split, cold-start simulation); the label rows of a user without interactions are
-    rejected as ``unknown_user``."""
+    """``(user_id, [(INTERACTIONS, interactions) or (LABELS, label row)])`` -> ``(UserSplit, label rows)``
+    (dedup, split, cold-start simulation); the label rows of a user without interactions are rejected as
+    ``unknown_user``. The training interactions per item are counted for the whole bundle and emitted
+    once at its end as ``(item_id, count)`` (``POPULARITY``), not as an element per interaction."""
 
     def __init__(self, mode: str, seed: int, cold_start_fraction: float):
         self._mode, self._seed, self._cold = mode, seed, cold_start_fraction
+        self._popularity: collections.Counter = collections.Counter()
+
+    def start_bundle(self):
+        self._popularity = collections.Counter()
 
     def process(self, element, cuts=None):
-        user_id, grouped = element
-        interactions = [x for chunk in grouped["interactions"] for x in chunk]
-        label_rows = list(grouped.get("labels", ()))
+        user_id, values = element
+        interactions = [x for tag, value in values if tag == INTERACTIONS for x in value]
+        label_rows = [value for tag, value in values if tag == LABELS]
         if not interactions:
             for row, path, line in label_rows:
                 yield beam.pvalue.TaggedOutput(REJECTED, reject_record(
@@ -44,7 +54,13 @@ class SplitUsers(beam.DoFn):
                                                     split.dropped_by_simulation))
         if split.simulated_cold_start:
             yield beam.pvalue.TaggedOutput(COUNTS, ("simulated_cold_start_users", 1))
+        self._popularity.update(x[0] for x in split.train)
         yield split, label_rows
+
+    def finish_bundle(self):
+        for item_count in self._popularity.items():
+            yield beam.pvalue.TaggedOutput(POPULARITY, WindowedValue(item_count, MIN_TIMESTAMP, (GlobalWindow(),)))
+        self._popularity = collections.Counter()
 
 
 def build_catalog(items: list, popularity: dict[str, int], long_tail_fraction: float) -> dict:
