@@ -101,8 +101,8 @@ def build_pipeline(p: beam.Pipeline, config: PrepareConfig, out: str, reader: re
             | "TemporalCuts" >> beam.Map(_temporal_cuts, o.temporal_val_fraction,
                                          o.temporal_test_fraction))
     # One shuffle by user brings a user's interactions and label rows together: the values come tagged
-    # from the readers, so this is CoGroupByKey without its per-element tagging Map (on 10M rows, one
-    # element each, that Map alone cost the local runner seconds).
+    # from the readers, so this is CoGroupByKey without its tagging Map on every element of the largest
+    # stream (docs/results/scale.md).
     users = (by_user
              | "ByUser" >> beam.Flatten()
              | "GroupByUser" >> beam.GroupByKey()
