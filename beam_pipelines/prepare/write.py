@@ -71,14 +71,17 @@ def tfrecord_bytes(records: Iterable[bytes]) -> bytes:
 
     Not tf.io.TFRecordWriter: importing TensorFlow costs each worker process seconds. Not Beam's
     per-record ``_TFRecordUtil.write_record`` either: with the length's header cached and one write per
-    file, framing took 1.8x less time (20,000 records of up to 3 KB), 4 % of a shard's work.
+    file, framing took about 2x less time (20,000 records of up to 3 KB), 4 % of a shard's work.
     """
-    crc = google_crc32c.value
     out = []
     for record in records:
-        c = crc(record)
-        out += (_length_header(len(record)), record, _PACK_UINT32(((c >> 15 | c << 17) + 0xA282EAD8) & 0xFFFFFFFF))
+        out += (_length_header(len(record)), record, _masked_crc(record))
     return b"".join(out)
+
+
+def _masked_crc(data: bytes) -> bytes:
+    c = google_crc32c.value(data)
+    return _PACK_UINT32(((c >> 15 | c << 17) + 0xA282EAD8) & 0xFFFFFFFF)
 
 
 _PACK_UINT32 = struct.Struct("<I").pack
@@ -87,8 +90,7 @@ _PACK_UINT32 = struct.Struct("<I").pack
 @functools.lru_cache(maxsize=1 << 16)
 def _length_header(size: int) -> bytes:
     length = struct.pack("<Q", size)
-    c = google_crc32c.value(length)
-    return length + _PACK_UINT32(((c >> 15 | c << 17) + 0xA282EAD8) & 0xFFFFFFFF)
+    return length + _masked_crc(length)
 
 
 def write_text(path: str, lines: Iterable[str]) -> None:

@@ -125,7 +125,7 @@ def entry(name: str, feature: bytes) -> bytes:
     return b"\n" + varint(len(body)) + body
 
 
-BYTES_LIST, INT64_LIST = 1, 3  # Feature's field numbers of the packed-free and packed list kinds below
+BYTES_LIST, INT64_LIST = 1, 3  # the field numbers of BytesList and Int64List in Feature
 
 
 @functools.lru_cache(maxsize=1 << 12)

@@ -109,11 +109,9 @@ class UserExamples:
         return [encoded_history_entry(slots[k:k + length]) for k in range(len(items) + 1)]
 
 
-
 _TEACHER_COLUMNS = (schema.TEACHER_ITEM_I, schema.TEACHER_ITEM_J, schema.TEACHER_PREF, schema.TEACHER_CONFIDENCE)
 _PROBE_COLUMNS = (schema.PROBE_ITEM_I, schema.PROBE_ITEM_J, schema.PROBE_PREF, schema.PROBE_CONFIDENCE,
                   schema.PROBE_TRUTH)
-_USER_KEYS = (schema.COLD_START, schema.HISTORY_LENGTH, schema.USER_ID)
 _ITEM_KEYS = (schema.ITEM_ID, schema.ITEM_POPULARITY, schema.LONG_TAIL)
 # The block layout of UserExamples.example, which must be the map entries' key order.
 if [schema.COLD_START, schema.HISTORY, schema.HISTORY_LENGTH, *_ITEM_KEYS, schema.RATING, schema.TIMESTAMP,
